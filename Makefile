@@ -1,0 +1,36 @@
+# Every target creates the virtual environment on first use, so a fresh machine needs only
+# python3 (>= 3.11), make and, for the CDK targets, node/npm.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint unit synth bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,infra,bench]'
+	touch $(STAMP)
+
+demo: $(STAMP)  ## ingest sample frames end to end on the embedded local stack
+	$(BIN)/lambda-ingest demo
+
+test: $(STAMP) lint  ## the whole suite (what CI runs)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check lambda_ingest infra tests bench
+	$(BIN)/ruff format --check lambda_ingest infra tests bench
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
+synth: $(STAMP)  ## synthesise the CDK stack (no AWS account needed)
+	PATH=$(CURDIR)/$(BIN):$$PATH npx --yes aws-cdk@2 synth --quiet
+
+bench: $(STAMP)  ## benchmark lambda_ingest against ocs_ingester 3.2.0 (writes docs/benchmarks.md)
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) cdk.out .pytest_cache .ruff_cache .bundle
