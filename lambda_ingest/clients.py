@@ -1,0 +1,89 @@
+"""The one factory for boto3 clients and the archive HTTP session.
+
+Clients are created on first use (not at import) so a test's moto mock, or the local stack's
+environment, is in place before any client exists; `reset_clients()` forgets them.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from lambda_ingest.settings import get_settings
+
+_lock = threading.Lock()
+
+
+@lru_cache(maxsize=8)
+def _client(service: str) -> Any:
+    settings = get_settings()
+    config = Config(
+        connect_timeout=settings.s3_connect_timeout,
+        read_timeout=settings.s3_read_timeout,
+        retries={"mode": "standard", "max_attempts": settings.s3_max_attempts},
+        # Copies run parts in parallel; keep enough pooled connections for them.
+        max_pool_connections=max(10, settings.copy_concurrency * 2),
+        signature_version="s3v4" if service == "s3" else None,
+    )
+    # S3_ENDPOINT_URL is ocs_ingester's name and applies to S3 only; other services honour
+    # boto3's own AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_<SERVICE>.
+    endpoint = settings.s3_endpoint_url if service == "s3" else None
+    return boto3.session.Session().client(
+        service, region_name=settings.aws_region, endpoint_url=endpoint, config=config
+    )
+
+
+def client(service: str) -> Any:
+    """A cached, thread-safe-to-share boto3 client for `service` ("s3", "sqs", ...)."""
+    with _lock:
+        return _client(service)
+
+
+def s3() -> Any:
+    return client("s3")
+
+
+def reset_clients() -> None:
+    with _lock:
+        _client.cache_clear()
+        _archive.cache_clear()
+        _secrets_provider.cache_clear()
+
+
+_SECRET_MAX_AGE = 300  # seconds; a rotated token is picked up within five minutes
+
+
+def archive_token() -> str:
+    """AUTH_TOKEN when set (local use), else the secret at AUTH_TOKEN_SECRET_ARN (cached by Powertools)."""
+    settings = get_settings()
+    if settings.auth_token:
+        return settings.auth_token
+    if not settings.auth_token_secret_arn:
+        return ""
+    provider = _secrets_provider()
+    return str(provider.get(settings.auth_token_secret_arn, max_age=_SECRET_MAX_AGE)).strip()
+
+
+@lru_cache(maxsize=1)
+def _secrets_provider() -> Any:
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+    return SecretsProvider(boto3_client=client("secretsmanager"))
+
+
+def archive() -> Any:
+    """The Science Archive client for the current settings and token."""
+    token = archive_token()
+    with _lock:
+        return _archive(token)
+
+
+@lru_cache(maxsize=2)
+def _archive(token: str) -> Any:
+    from lambda_ingest.archive import ArchiveClient
+
+    return ArchiveClient(get_settings(), token)

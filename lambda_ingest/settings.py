@@ -1,0 +1,186 @@
+"""Every environment variable lambda_ingest reads, validated once.
+
+Nothing else in the package reads `os.environ`. ocs_archive's own header-mapping variables
+(`REQUIRED_HEADERS`, `OBSTYPE`-style `*_KEY` names, `FILETYPE_MAPPING_OVERRIDES`, ...) are read by
+ocs_archive itself, unchanged, from the same environment; `ocs_archive_settings()` exposes them.
+ocs_ingester's variables keep their names and meaning (API_ROOT, AUTH_TOKEN, BUCKET, S3_ENDPOINT_URL,
+OPENTSDB_*, INGESTER_PROCESS_NAME, SUBMIT_METRICS_ASYNCHRONOUSLY).
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from functools import lru_cache
+from types import ModuleType
+from typing import Any
+
+from lambda_ingest.errors import ConfigurationError
+
+GIB = 1024**3
+MIB = 1024**2
+
+
+def _text(env: Mapping[str, str], name: str, default: str | None) -> str | None:
+    value = env.get(name)
+    return default if value is None or value.strip() == "" else value.strip()
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigurationError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    # ocs_ingester parses SUBMIT_METRICS_ASYNCHRONOUSLY with literal_eval ("True"/"False").
+    try:
+        return bool(ast.literal_eval(raw))
+    except (ValueError, SyntaxError):
+        raise ConfigurationError(f"{name} must be true or false, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Science Archive (ocs_ingester names)
+    api_root: str = "http://127.0.0.1:8000/"
+    auth_token: str = field(default="", repr=False)
+    auth_token_secret_arn: str | None = None
+    # Archive bucket (ocs_ingester/ocs_archive name BUCKET) and S3
+    bucket: str = "testbucket"
+    s3_endpoint_url: str | None = None
+    aws_region: str | None = None
+    s3_days_to_ia_storage: int = 60
+    # Timeouts (seconds); every network call has one
+    http_connect_timeout: float = 5.0
+    http_read_timeout: float = 30.0
+    s3_connect_timeout: float = 5.0
+    s3_read_timeout: float = 60.0
+    s3_max_attempts: int = 5
+    # Copy
+    copy_multipart_threshold: int = 5 * GIB
+    copy_part_size: int = 512 * MIB
+    copy_concurrency: int = 8
+    keep_landing_object: bool = False
+    # Header reading limits (a hostile file must not exhaust memory or time)
+    header_initial_read: int = 64 * 1024
+    header_max_bytes: int = 2 * MIB
+    header_max_cards: int = 5000
+    header_max_hdus: int = 16
+    tar_max_scan_bytes: int = 256 * MIB
+    md5_chunk_size: int = 8 * MIB
+    # Handler
+    idempotency_table: str | None = None
+    idempotency_expiry_seconds: int = 7 * 24 * 3600
+    # Metrics (ocs_ingester names)
+    opentsdb_hostname: str | None = None
+    opentsdb_port: int = 4242
+    opentsdb_test_mode: bool = False
+    ingester_process_name: str = "ingester"
+    submit_metrics_asynchronously: bool = False
+
+    @property
+    def archive_api_root(self) -> str:
+        """API_ROOT normalised to end with one slash (the archive answers 301 to `frames`)."""
+        return self.api_root.rstrip("/") + "/"
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the environment; raise ConfigurationError naming the bad variable."""
+    env = os.environ if env is None else env
+    api_root = _text(env, "API_ROOT", Settings.api_root)
+    if not api_root.startswith(("http://", "https://")):
+        raise ConfigurationError(f"API_ROOT must be an http(s) URL, got {api_root!r}")
+    settings = Settings(
+        api_root=api_root,
+        auth_token=_text(env, "AUTH_TOKEN", "") or "",
+        auth_token_secret_arn=_text(env, "AUTH_TOKEN_SECRET_ARN", None),
+        bucket=_text(env, "BUCKET", Settings.bucket),
+        s3_endpoint_url=_text(env, "S3_ENDPOINT_URL", None),
+        aws_region=_text(env, "AWS_REGION", None) or _text(env, "AWS_DEFAULT_REGION", None),
+        s3_days_to_ia_storage=_int(env, "S3_DAYS_TO_IA_STORAGE", Settings.s3_days_to_ia_storage),
+        http_connect_timeout=_float(env, "HTTP_CONNECT_TIMEOUT", Settings.http_connect_timeout),
+        http_read_timeout=_float(env, "HTTP_READ_TIMEOUT", Settings.http_read_timeout),
+        s3_connect_timeout=_float(env, "S3_CONNECT_TIMEOUT", Settings.s3_connect_timeout),
+        s3_read_timeout=_float(env, "S3_READ_TIMEOUT", Settings.s3_read_timeout),
+        s3_max_attempts=_int(env, "S3_MAX_ATTEMPTS", Settings.s3_max_attempts, minimum=1),
+        copy_multipart_threshold=_int(
+            env, "COPY_MULTIPART_THRESHOLD", Settings.copy_multipart_threshold, minimum=5 * MIB
+        ),
+        copy_part_size=_int(env, "COPY_PART_SIZE", Settings.copy_part_size, minimum=5 * MIB),
+        copy_concurrency=_int(env, "COPY_CONCURRENCY", Settings.copy_concurrency, minimum=1),
+        keep_landing_object=_bool(env, "KEEP_LANDING_OBJECT", Settings.keep_landing_object),
+        header_initial_read=_int(env, "HEADER_INITIAL_READ", Settings.header_initial_read, minimum=2880),
+        header_max_bytes=_int(env, "HEADER_MAX_BYTES", Settings.header_max_bytes, minimum=2880),
+        header_max_cards=_int(env, "HEADER_MAX_CARDS", Settings.header_max_cards, minimum=36),
+        header_max_hdus=_int(env, "HEADER_MAX_HDUS", Settings.header_max_hdus, minimum=1),
+        tar_max_scan_bytes=_int(env, "TAR_MAX_SCAN_BYTES", Settings.tar_max_scan_bytes, minimum=2880),
+        md5_chunk_size=_int(env, "MD5_CHUNK_SIZE", Settings.md5_chunk_size, minimum=64 * 1024),
+        idempotency_table=_text(env, "IDEMPOTENCY_TABLE", None),
+        idempotency_expiry_seconds=_int(
+            env, "IDEMPOTENCY_EXPIRY_SECONDS", Settings.idempotency_expiry_seconds, minimum=60
+        ),
+        opentsdb_hostname=_text(env, "OPENTSDB_HOSTNAME", None),
+        opentsdb_port=_int(env, "OPENTSDB_PORT", Settings.opentsdb_port, minimum=1),
+        opentsdb_test_mode=_bool(env, "OPENTSDB_PYTHON_METRICS_TEST_MODE", False),
+        ingester_process_name=_text(env, "INGESTER_PROCESS_NAME", Settings.ingester_process_name),
+        submit_metrics_asynchronously=_bool(env, "SUBMIT_METRICS_ASYNCHRONOUSLY", False),
+    )
+    return settings
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read on first use (so tests can set the environment first)."""
+    return load_settings()
+
+
+def reset_settings() -> None:
+    """Forget cached settings and clients (tests and the command line call this after changing env)."""
+    get_settings.cache_clear()
+    from lambda_ingest import clients
+
+    clients.reset_clients()
+
+
+def ocs_archive_settings() -> ModuleType:
+    """ocs_archive's settings module (REQUIRED_HEADERS, *_KEY names, ...), read by ocs_archive at import."""
+    from ocs_archive.settings import settings as archive_settings
+
+    return archive_settings
+
+
+SETTING_NAMES = tuple(f.name for f in fields(Settings))
