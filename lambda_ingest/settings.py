@@ -162,14 +162,26 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     return settings
 
 
+_overrides: dict[str, Any] = {}
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, read on first use (so tests can set the environment first)."""
-    return load_settings()
+    return load_settings().with_overrides(**_overrides)
 
 
-def reset_settings() -> None:
+def override_settings(**changes: Any) -> Settings:
+    """Command-line flags win over the environment (None leaves a setting as it is)."""
+    _overrides.update({k: v for k, v in changes.items() if v is not None})
+    reset_settings(keep_overrides=True)
+    return get_settings()
+
+
+def reset_settings(keep_overrides: bool = False) -> None:
     """Forget cached settings and clients (tests and the command line call this after changing env)."""
+    if not keep_overrides:
+        _overrides.clear()
     get_settings.cache_clear()
     from lambda_ingest import clients
 

@@ -1,0 +1,145 @@
+"""ocs_ingester's Python API (`ocs_ingester.ingester`), on lambda_ingest's engine.
+
+Switch with one line:
+
+    from ocs_ingester import ingester          ->   import lambda_ingest as ingester
+    from ocs_ingester.exceptions import ...    ->   from lambda_ingest.errors import ...
+
+Same names, arguments and return values; they take file objects as ocs_ingester does, but read only the
+header blocks for the record, stream the md5 once, and check for duplicates by md5 for real (the live
+archive ignores `versions/?md5=`, which made ocs_ingester skip every file after the first).
+"""
+
+from __future__ import annotations
+
+from typing import Any, BinaryIO
+
+from lambda_ingest import clients
+from lambda_ingest.archive import ArchiveClient, DuplicateMd5
+from lambda_ingest.errors import AlreadyIngestedError, ArchiveRejectedError, RecordError
+from lambda_ingest.ingest import ingest_source, read_record, storage_class_for
+from lambda_ingest.settings import get_settings
+from lambda_ingest.sources import LocalFile
+
+
+def _archive(api_root: str | None, auth_token: str | None) -> ArchiveClient:
+    if api_root is None and auth_token is None:
+        return clients.archive()
+    settings = get_settings().with_overrides(api_root=api_root)
+    return ArchiveClient(settings, auth_token or clients.archive_token())
+
+
+def _thumbnail_metadata(
+    file_metadata: dict[str, Any] | None, is_thumbnail: bool, thumbnail_size: str | None
+) -> tuple[dict[str, Any], tuple[str, ...] | None]:
+    metadata = dict(file_metadata or {})
+    if not is_thumbnail:
+        return metadata, None
+    if thumbnail_size is None:
+        raise RecordError("thumbnail_size must be provided for thumbnail files")
+    from lambda_ingest.settings import ocs_archive_settings
+
+    archive_settings = ocs_archive_settings()
+    metadata[archive_settings.THUMBNAIL_SIZE_KEY] = thumbnail_size
+    return metadata, tuple(archive_settings.REQUIRED_THUMBNAIL_METADATA)
+
+
+def frame_exists(fileobj: BinaryIO, api_root: str | None = None, auth_token: str | None = None) -> bool:
+    """True when the archive already holds a file with this file's md5."""
+    source = LocalFile(fileobj)
+    archive = _archive(api_root, auth_token)
+    record, _ = read_record(source)
+    return archive.find_version(record.basename, source.md5()) is not None
+
+
+def validate_fits_and_create_archive_record(
+    fileobj: BinaryIO,
+    path: str | None = None,
+    file_metadata: dict[str, Any] | None = None,
+    required_headers: tuple[str, ...] | None = None,
+    blacklist_headers: tuple[str, ...] | None = None,
+) -> dict[str, Any]:
+    """The archive record (without version_set) built from the file's headers."""
+    record, _ = read_record(
+        LocalFile(fileobj, path),
+        file_metadata,
+        required_headers=required_headers,
+        blacklist_headers=blacklist_headers,
+    )
+    return dict(record.payload)
+
+
+def upload_file_to_file_store(
+    fileobj: BinaryIO, path: str | None = None, file_metadata: dict[str, Any] | None = None
+) -> dict[str, str]:
+    """Upload to the archive bucket at the canonical key; returns {'key': VersionId, 'md5', 'extension'}."""
+    source = LocalFile(fileobj, path)
+    settings = get_settings()
+    record, _ = read_record(source, file_metadata)
+    md5 = source.md5()
+    version = source.put_into_archive(
+        settings.bucket,
+        record.archive_key,
+        content_type=record.content_type,
+        content_disposition=record.content_disposition,
+        storage_class=storage_class_for(record, settings),
+        metadata={"md5": md5},
+    )
+    return {"key": version, "md5": md5, "extension": record.extension}
+
+
+def ingest_archive_record(
+    version: dict[str, str],
+    record: dict[str, Any],
+    api_root: str | None = None,
+    auth_token: str | None = None,
+) -> dict[str, Any]:
+    """POST the record with this version; returns the record plus frameid, filename and url."""
+    archive = _archive(api_root, auth_token)
+    record["version_set"] = [version]
+    try:
+        result = archive.post("frames/", record)
+    except DuplicateMd5:
+        raise ArchiveRejectedError("version with this md5 already exists", status=400) from None
+    record["frameid"] = result.get("id")
+    record["filename"] = result.get("filename")
+    record["url"] = result.get("url")
+    return record
+
+
+def upload_file_and_ingest_to_archive(
+    fileobj: BinaryIO,
+    path: str | None = None,
+    file_metadata: dict[str, Any] | None = None,
+    required_headers: tuple[str, ...] | None = None,
+    blacklist_headers: tuple[str, ...] | None = None,
+    api_root: str | None = None,
+    auth_token: str | None = None,
+    is_thumbnail: bool = False,
+    thumbnail_size: str | None = None,
+) -> dict[str, Any]:
+    """Upload and register in one step. Raises NonFatalDoNotRetryError when the file is already there."""
+    metadata, thumbnail_required = _thumbnail_metadata(file_metadata, is_thumbnail, thumbnail_size)
+    result = ingest_source(
+        LocalFile(fileobj, path),
+        file_metadata=metadata,
+        required_headers=thumbnail_required or required_headers,
+        blacklist_headers=blacklist_headers,
+        archive=_archive(api_root, auth_token),
+    )
+    if result.status != "ingested":
+        raise AlreadyIngestedError("Version with this md5 already exists", obj=result.filename)
+    record = dict(result.record)
+    record.update({"frameid": result.frame_id, "filename": result.filename, "url": result.url})
+    if is_thumbnail:
+        record["thumbnail_id"] = result.frame_id
+    return record
+
+
+__all__ = [
+    "frame_exists",
+    "ingest_archive_record",
+    "upload_file_and_ingest_to_archive",
+    "upload_file_to_file_store",
+    "validate_fits_and_create_archive_record",
+]

@@ -1,0 +1,96 @@
+"""Decode the events that name landing objects: S3 notifications (direct or inside SQS) and EventBridge.
+
+Keys arrive URL-encoded (`+` for a space, `%xx`); they are decoded here, once. Test events and folder
+markers yield nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_plus
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """One landing object named by an event, with what pins its bytes."""
+
+    bucket: str
+    key: str
+    version_id: str | None = None
+    etag: str | None = None
+    size: int | None = None
+    event_time: str | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def is_sqs_event(event: dict[str, Any]) -> bool:
+    records = event.get("Records")
+    return bool(records) and isinstance(records, list) and records[0].get("eventSource") == "aws:sqs"
+
+
+def is_eventbridge_event(event: dict[str, Any]) -> bool:
+    return event.get("source") == "aws.s3" and "detail" in event
+
+
+def from_s3_notification(notification: dict[str, Any]) -> list[ObjectRef]:
+    """Every object of an S3 event notification (`Records[].s3`); [] for `s3:TestEvent`."""
+    if notification.get("Event") == "s3:TestEvent":
+        return []
+    refs = []
+    for record in notification.get("Records") or []:
+        s3 = record.get("s3")
+        if not s3 or not str(record.get("eventName", "ObjectCreated")).startswith("ObjectCreated"):
+            continue
+        obj = s3.get("object", {})
+        refs.append(
+            ObjectRef(
+                bucket=s3["bucket"]["name"],
+                key=unquote_plus(obj["key"]),
+                version_id=obj.get("versionId") or None,
+                etag=obj.get("eTag") or None,
+                size=obj.get("size"),
+                event_time=record.get("eventTime"),
+            )
+        )
+    return [ref for ref in refs if not ref.key.endswith("/")]
+
+
+def from_eventbridge(event: dict[str, Any]) -> list[ObjectRef]:
+    """An S3 "Object Created" event delivered by EventBridge (its keys are URL-encoded too)."""
+    if event.get("detail-type") != "Object Created":
+        return []
+    detail = event["detail"]
+    obj = detail.get("object", {})
+    ref = ObjectRef(
+        bucket=detail["bucket"]["name"],
+        key=unquote_plus(obj["key"]),
+        version_id=obj.get("version-id") or None,
+        etag=obj.get("etag") or None,
+        size=obj.get("size"),
+        event_time=event.get("time"),
+    )
+    return [] if ref.key.endswith("/") else [ref]
+
+
+def from_message_body(body: str) -> list[ObjectRef]:
+    """An SQS message body: an S3 notification, an EventBridge event, or an SNS envelope of either."""
+    payload = json.loads(body)
+    if isinstance(payload, dict) and payload.get("Type") == "Notification" and "Message" in payload:
+        payload = json.loads(payload["Message"])  # S3 -> SNS -> SQS fan-out
+    if not isinstance(payload, dict):
+        raise ValueError("message body is not a JSON object")
+    if is_eventbridge_event(payload):
+        return from_eventbridge(payload)
+    return from_s3_notification(payload)
+
+
+def object_refs(event: dict[str, Any]) -> list[ObjectRef]:
+    """The objects of a direct (non-SQS) invocation."""
+    if is_eventbridge_event(event):
+        return from_eventbridge(event)
+    return from_s3_notification(event)

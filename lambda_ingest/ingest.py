@@ -1,0 +1,287 @@
+"""ingest_object(): one landing object into the archive bucket and the Science Archive.
+
+No event knowledge here; the handler, the command line and the benchmark all call this.
+
+    HEAD -> header blocks (ranged GETs) -> ocs_archive record -> md5 (ETag or one stream)
+         -> already registered? -> server-side copy (pinned) -> POST -> sweep orphans -> delete landing
+
+Nothing is lost: the landing object is deleted only after the registration succeeded (or the bytes were
+already registered), and any failure after the copy deletes the archive version this attempt created.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from lambda_ingest import clients, store
+from lambda_ingest.archive import ArchiveClient, DuplicateMd5
+from lambda_ingest.errors import (
+    IngestError,
+    ObjectChangedError,
+    RecordError,
+    VersionIdTooLongError,
+)
+from lambda_ingest.fits_header import HeaderLimits, walk_headers, walk_tar_member_headers
+from lambda_ingest.observability import logger, stage
+from lambda_ingest.record import (
+    ArchiveRecord,
+    build_record,
+    datafile_class,
+    header_stream,
+    is_fits_class,
+    is_tar_class,
+    metadata_from_user_metadata,
+    required_headers_for,
+    split_filename,
+)
+from lambda_ingest.settings import Settings, get_settings
+from lambda_ingest.sources import LandingObject, Source
+
+MAX_VERSION_ID = 32  # the archive's column width for version keys
+
+
+@dataclass
+class IngestResult:
+    status: str  # "ingested" | "already_ingested"
+    bucket: str
+    key: str
+    basename: str
+    filename: str
+    archive_key: str
+    version_id: str | None
+    md5: str
+    frame_id: int | None
+    header_bytes_read: int
+    size: int
+    bytes_copied: int = 0
+    url: str | None = None
+    landing_deleted: bool = False
+    observation_end: datetime | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    record: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        """The fields of the one structured log line per outcome."""
+        return {
+            "outcome": self.status,
+            "bucket": self.bucket,
+            "key": self.key,
+            "md5": self.md5,
+            "basename": self.basename,
+            "archive_key": self.archive_key,
+            "version_id": self.version_id,
+            "frame_id": self.frame_id,
+            "bytes": self.size,
+            "bytes_copied": self.bytes_copied,
+            "header_bytes_read": self.header_bytes_read,
+            "durations_ms": self.timings_ms,
+        }
+
+
+def header_limits(settings: Settings) -> HeaderLimits:
+    return HeaderLimits(
+        initial_read=settings.header_initial_read,
+        max_bytes=settings.header_max_bytes,
+        max_cards=settings.header_max_cards,
+        max_hdus=settings.header_max_hdus,
+        tar_max_scan_bytes=settings.tar_max_scan_bytes,
+    )
+
+
+def read_record(
+    source: Source,
+    file_metadata: dict[str, Any] | None = None,
+    *,
+    required_headers: tuple[str, ...] | None = None,
+    blacklist_headers: tuple[str, ...] | None = None,
+) -> tuple[ArchiveRecord, int]:
+    """Build the archive record from the source's header blocks; returns (record, bytes read)."""
+    settings = get_settings()
+    filename = source.filename
+    _, extension = split_filename(filename)
+    cls = datafile_class(extension)
+    required = required_headers or required_headers_for(cls)
+    limits = header_limits(settings)
+    if is_tar_class(cls):
+        with source.stream() as body:
+            tar_bytes, bytes_read = walk_tar_member_headers(body, cls._get_meta_file_from_targz, required, limits)
+        stream = header_stream(tar_bytes, filename)
+    elif is_fits_class(cls):
+        scan = walk_headers(source.read_range, source.size, required, limits)
+        if scan.validated_hdu is None and not file_metadata:
+            missing = ", ".join(scan.missing)
+            raise RecordError(f"missing required header{'s' if len(scan.missing) > 1 else ''} {missing}")
+        stream, bytes_read = header_stream(scan.fits_bytes, filename), scan.bytes_read
+    else:
+        # Non-FITS products (.pdf, thumbnails): ocs_ingester's file_metadata, here from S3 user metadata.
+        file_metadata = {**metadata_from_user_metadata(source.metadata), **(file_metadata or {})}
+        stream, bytes_read = header_stream(b"", filename), 0
+    record = build_record(
+        stream, filename, file_metadata, required_headers=required_headers, blacklist_headers=blacklist_headers
+    )
+    return record, bytes_read
+
+
+def storage_class_for(record: ArchiveRecord, settings: Settings) -> str:
+    """STANDARD_IA straight away for old observations (as ocs_ingester); lifecycle rules do the rest."""
+    observed = record.observation_date
+    if observed and observed < datetime.now(UTC) - timedelta(days=settings.s3_days_to_ia_storage):
+        return "STANDARD_IA"
+    return "STANDARD"
+
+
+def ingest_object(
+    bucket: str,
+    key: str,
+    version_id: str | None = None,
+    etag: str | None = None,
+    *,
+    file_metadata: dict[str, Any] | None = None,
+) -> IngestResult:
+    """Ingest one landing object. Raises the errors of `lambda_ingest.errors`, naming the object."""
+    try:
+        obj = store.head(bucket, key, version_id)
+        if etag and not version_id and obj.etag != etag.strip('"'):
+            raise ObjectChangedError(
+                f"the landing object was overwritten after the event (event ETag {etag.strip(chr(34))}, "
+                f"now {obj.etag}); the newer upload is ingested through its own event"
+            )
+        return ingest_source(LandingObject(obj), file_metadata=file_metadata)
+    except IngestError as exc:
+        raise exc.for_object(f"s3://{bucket}/{key}") from exc.__cause__
+
+
+def ingest_source(
+    source: Source,
+    *,
+    file_metadata: dict[str, Any] | None = None,
+    required_headers: tuple[str, ...] | None = None,
+    blacklist_headers: tuple[str, ...] | None = None,
+    archive: ArchiveClient | None = None,
+    check_only: bool = False,
+) -> IngestResult:
+    """The steps after HEAD, for any source (landing object or local file)."""
+    settings = get_settings()
+    archive = archive or clients.archive()
+    timings: dict[str, float] = {}
+    with stage("header_read", timings):
+        record, header_bytes = read_record(
+            source, file_metadata, required_headers=required_headers, blacklist_headers=blacklist_headers
+        )
+    with stage("md5", timings):
+        md5 = source.known_md5() or source.md5()
+    bucket, _, key = source.name.removeprefix("s3://").partition("/")
+    result = IngestResult(
+        status="ingested",
+        bucket=bucket if source.name.startswith("s3://") else "",
+        key=key if source.name.startswith("s3://") else source.name,
+        basename=record.basename,
+        filename=record.filename,
+        archive_key=record.archive_key,
+        version_id=None,
+        md5=md5,
+        frame_id=None,
+        header_bytes_read=header_bytes,
+        size=source.size,
+        observation_end=record.observation_end(_end_time_key()),
+        timings_ms=timings,
+        record=record.payload,
+    )
+    if not record.is_thumbnail:
+        with stage("lookup", timings):
+            existing = archive.find_version(record.basename, md5)
+        if existing is not None:
+            result.status, result.version_id = "already_ingested", existing.key
+            result.frame_id, result.url = existing.frame_id, existing.url
+            if not check_only:
+                _sweep_orphans(settings.bucket, record.archive_key, md5, keep={existing.key})
+                _finish(source, result, settings)
+            return result
+    if check_only:
+        result.status = "not_ingested"
+        return result
+
+    with stage("copy", timings):
+        new_version = source.put_into_archive(
+            settings.bucket,
+            record.archive_key,
+            content_type=record.content_type,
+            content_disposition=record.content_disposition,
+            storage_class=storage_class_for(record, settings),
+            metadata={"md5": md5},
+        )
+    result.version_id, result.bytes_copied = new_version, source.size
+    try:
+        if len(new_version) > MAX_VERSION_ID:
+            raise VersionIdTooLongError(
+                f"the archive bucket issued VersionId {new_version!r} ({len(new_version)} characters); "
+                f"the archive stores at most {MAX_VERSION_ID} (AWS S3 issues 32)"
+            )
+        with stage("register", timings):
+            body = archive.post(_endpoint(record), _payload(record, new_version, md5))
+    except DuplicateMd5:
+        # Another delivery (or a byte-identical file under another name) registered these bytes first.
+        store.delete_version(settings.bucket, record.archive_key, new_version)
+        result.status, result.version_id, result.bytes_copied = "already_ingested", None, 0
+        _finish(source, result, settings)
+        return result
+    except BaseException:
+        _discard_copy(settings.bucket, record.archive_key, new_version)
+        raise
+    result.frame_id = body.get("id")
+    result.url = body.get("url")
+    result.record = {**record.payload, "version_set": _payload(record, new_version, md5)["version_set"]}
+    registered = {v.get("key") for v in body.get("version_set") or [] if isinstance(v, dict)}
+    _sweep_orphans(settings.bucket, record.archive_key, md5, keep=registered | {new_version})
+    _finish(source, result, settings)
+    return result
+
+
+def _end_time_key() -> str:
+    from lambda_ingest.settings import ocs_archive_settings
+
+    return str(ocs_archive_settings().OBSERVATION_END_TIME_KEY)
+
+
+def _endpoint(record: ArchiveRecord) -> str:
+    return "thumbnails/" if record.is_thumbnail else "frames/"
+
+
+def _payload(record: ArchiveRecord, version_key: str, md5: str) -> dict[str, Any]:
+    payload = dict(record.payload)
+    payload["version_set"] = [{"key": version_key, "md5": md5, "extension": record.extension}]
+    if record.is_thumbnail:
+        # thumbnails/ takes the version's key and extension at the top level.
+        payload.update({"key": version_key, "extension": record.extension})
+    return payload
+
+
+def _discard_copy(bucket: str, key: str, version_id: str) -> None:
+    """Failure after the copy: remove the version this attempt created, so no orphan stays."""
+    try:
+        store.delete_version(bucket, key, version_id)
+    except IngestError as exc:
+        # The original error matters more; the next delivery's sweep removes this version.
+        logger.warning(
+            "could not delete the archive copy of a failed attempt",
+            extra={"archive_key": key, "version_id": version_id, "error": str(exc)},
+        )
+
+
+def _sweep_orphans(bucket: str, key: str, md5: str, keep: set[str]) -> None:
+    """Delete archive versions of these bytes left by an earlier attempt that crashed before POST.
+
+    Only versions carrying this md5 (the copy's metadata) and not registered are removed, so a
+    concurrent ingest of different bytes under the same basename is never touched.
+    """
+    for version_id in store.unregistered_versions_with_md5(bucket, key, md5, keep):
+        logger.info("removing orphaned archive version", extra={"archive_key": key, "version_id": version_id})
+        store.delete_version(bucket, key, version_id)
+
+
+def _finish(source: Source, result: IngestResult, settings: Settings) -> None:
+    if not settings.keep_landing_object and isinstance(source, LandingObject):
+        source.remove()
+        result.landing_deleted = True

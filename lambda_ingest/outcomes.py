@@ -1,0 +1,150 @@
+"""Run one landing object through the engine and turn what happened into an outcome.
+
+| outcome          | returned/raised           | side effects                                            |
+|------------------|---------------------------|---------------------------------------------------------|
+| ingested         | {"outcome": "ingested"}   | info log line, metrics                                  |
+| already_ingested | {"outcome": ...}          | info log line, metric                                   |
+| skipped          | {"outcome": "skipped"}    | warning log (object gone / overwritten); nothing else   |
+| rejected         | {"outcome": "rejected"}   | landing object tagged ingest-status/ingest-reason,      |
+|                  |                           | error log, FilesRejected{reason}                        |
+| transient        | raises TransientError     | warning log, TransientFailures; the caller retries      |
+
+Duplicate deliveries are absorbed twice over: Powertools Idempotency (DynamoDB, keyed on bucket, key and
+version/ETag) when IDEMPOTENCY_TABLE is set, and the archive's own md5 check in the engine.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from lambda_ingest import clients, store
+from lambda_ingest.errors import (
+    IngestError,
+    NotIngestedError,
+    PermanentError,
+    TransientError,
+)
+from lambda_ingest.events import ObjectRef
+from lambda_ingest.ingest import ingest_object
+from lambda_ingest.observability import emit_emf, emit_failure_emf, logger, opentsdb
+from lambda_ingest.settings import get_settings
+
+STATUS_TAG = "ingest-status"
+REASON_TAG = "ingest-reason"
+
+
+def _process(ref: dict[str, Any]) -> dict[str, Any]:
+    obj = ObjectRef(**{k: v for k, v in ref.items() if k != "pin"})
+    try:
+        result = ingest_object(obj.bucket, obj.key, obj.version_id, obj.etag)
+    except NotIngestedError as exc:
+        logger.warning("not ingested", extra={"outcome": "skipped", "object": obj.uri, "reason": exc.reason})
+        return {"outcome": "skipped", "object": obj.uri, "reason": exc.reason}
+    except PermanentError as exc:
+        _reject(obj, exc)
+        return {"outcome": "rejected", "object": obj.uri, "reason": exc.reason, "class": exc.reason_class}
+    except TransientError as exc:
+        logger.warning(
+            "transient failure; will retry",
+            extra={"outcome": "transient", "object": obj.uri, "reason": exc.reason},
+        )
+        emit_failure_emf("transient", exc.reason_class)
+        raise
+    logger.info(result.status, extra=result.summary())
+    emit_emf(result)
+    opentsdb.record(result)
+    return result.summary()
+
+
+def _reject(obj: ObjectRef, exc: PermanentError) -> None:
+    logger.error(
+        "rejected",
+        extra={
+            "outcome": "rejected",
+            "object": obj.uri,
+            "reason": exc.reason,
+            "reason_class": exc.reason_class,
+        },
+    )
+    emit_failure_emf("rejected", exc.reason_class)
+    info = store.ObjectInfo(obj.bucket, obj.key, 0, obj.etag or "", obj.version_id, None)
+    try:
+        store.tag(info, {STATUS_TAG: "rejected", REASON_TAG: exc.reason})
+    except IngestError as tag_error:
+        # The rejection stands (and is logged); the tag is a convenience for whoever looks at the bucket.
+        logger.warning("could not tag the rejected object", extra={"object": obj.uri, "error": str(tag_error)})
+
+
+class Processor:
+    """process(ref) with Idempotency when a table is configured; `use_context` per invocation."""
+
+    def __init__(self) -> None:
+        settings = get_settings()
+        self.config = None
+        self._call = _process
+        if settings.idempotency_table:
+            from aws_lambda_powertools.utilities.idempotency import (
+                DynamoDBPersistenceLayer,
+                IdempotencyConfig,
+                idempotent_function,
+            )
+
+            self.config = IdempotencyConfig(
+                # Same bucket, key and object version (or ETag) = the same delivery of the same bytes.
+                event_key_jmespath="[bucket, key, pin]",
+                expires_after_seconds=settings.idempotency_expiry_seconds,
+                raise_on_no_idempotency_key=True,
+            )
+            layer = DynamoDBPersistenceLayer(
+                table_name=settings.idempotency_table, boto3_client=clients.client("dynamodb")
+            )
+            self._call = idempotent_function(
+                _process,
+                data_keyword_argument="ref",
+                persistence_store=layer,
+                config=self.config,
+                key_prefix="lambda_ingest",
+            )
+
+    def use_context(self, context: Any) -> None:
+        """Lets Idempotency expire an in-progress record when this invocation times out."""
+        if self.config is not None and context is not None:
+            self.config.register_lambda_context(context)
+
+    def process(self, ref: ObjectRef) -> dict[str, Any]:
+        if self.config is None:
+            return self._call(ref=_as_dict(ref))
+        from aws_lambda_powertools.utilities.idempotency.exceptions import (
+            IdempotencyAlreadyInProgressError,
+            IdempotencyPersistenceLayerError,
+        )
+
+        try:
+            return self._call(ref=_as_dict(ref))
+        except IdempotencyAlreadyInProgressError:
+            # A concurrent delivery of the same object is working on it; retry later to read its outcome.
+            raise TransientError("another delivery of this object is in progress", obj=ref.uri) from None
+        except IdempotencyPersistenceLayerError as exc:
+            raise TransientError(f"idempotency table unavailable: {type(exc).__name__}", obj=ref.uri) from None
+
+
+def _as_dict(ref: ObjectRef) -> dict[str, Any]:
+    return {
+        "bucket": ref.bucket,
+        "key": ref.key,
+        "version_id": ref.version_id,
+        "etag": ref.etag,
+        "size": ref.size,
+        "event_time": ref.event_time,
+        "pin": ref.version_id or ref.etag or "",
+    }
+
+
+@lru_cache(maxsize=1)
+def processor() -> Processor:
+    return Processor()
+
+
+def reset_processor() -> None:
+    processor.cache_clear()

@@ -1,0 +1,96 @@
+"""Shared fixtures: environment, moto S3 with AWS-style version ids, the archive emulator, real frames."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN_TOKEN = "test-admin-token-0123456789"
+LANDING = "landing-bucket"
+ARCHIVE = "archive-bucket"
+
+
+def shared_fixtures_dir() -> Path:
+    """Real LCO frames: LAMBDA_INGEST_FIXTURES, else ../shared/fixtures beside the checkout."""
+    return Path(os.environ.get("LAMBDA_INGEST_FIXTURES", ROOT.parent / "shared" / "fixtures"))
+
+
+def real_frames() -> list[Path]:
+    folder = shared_fixtures_dir() / "fits"
+    return sorted(folder.glob("*.fits*")) if folder.is_dir() else []
+
+
+@pytest.fixture
+def fixtures_dir() -> Path:
+    folder = shared_fixtures_dir()
+    if not folder.is_dir():
+        pytest.skip(f"real frames not available at {folder} (set LAMBDA_INGEST_FIXTURES)")
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test starts from known settings, dummy AWS credentials and fresh clients."""
+    from lambda_ingest.settings import reset_settings
+
+    for name in (
+        "AWS_PROFILE",
+        "S3_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL",
+        "IDEMPOTENCY_TABLE",
+        "AUTH_TOKEN_SECRET_ARN",
+        "OPENTSDB_HOSTNAME",
+        "KEEP_LANDING_OBJECT",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("BUCKET", ARCHIVE)
+    monkeypatch.setenv("AUTH_TOKEN", ADMIN_TOKEN)
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "LambdaIngest")
+    reset_settings()
+    _reset_processor()
+    yield
+    reset_settings()
+    _reset_processor()
+
+
+def _reset_processor() -> None:
+    from lambda_ingest.outcomes import reset_processor
+
+    reset_processor()
+
+
+@pytest.fixture
+def s3() -> Iterator[object]:
+    """moto S3 (in-process) issuing 32-character version ids, with a landing and a versioned archive bucket."""
+    import boto3
+    from moto import mock_aws
+
+    from lambda_ingest.local.s3 import aws_style_version_ids
+
+    with aws_style_version_ids(), mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=LANDING)
+        client.create_bucket(Bucket=ARCHIVE)
+        client.put_bucket_versioning(Bucket=ARCHIVE, VersioningConfiguration={"Status": "Enabled"})
+        yield client
+
+
+@pytest.fixture
+def archive_api(s3: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """The local Science Archive emulator on loopback, with API_ROOT/AUTH_TOKEN pointing at it."""
+    from lambda_ingest.local.archive_emulator import ArchiveEmulator
+    from lambda_ingest.settings import reset_settings
+
+    with ArchiveEmulator(admin_token=ADMIN_TOKEN, s3_client=s3, bucket=ARCHIVE) as emulator:
+        monkeypatch.setenv("API_ROOT", emulator.api_root)
+        reset_settings()
+        yield emulator
