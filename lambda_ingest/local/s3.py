@@ -1,0 +1,147 @@
+"""A local S3 (and SQS, DynamoDB) that issues AWS-style 32-character object version ids.
+
+AWS S3 VersionIds are 32 characters; moto issues 36-character UUIDs, which the Science Archive rejects
+(its version key holds at most 32). moto draws every S3 version id (put, copy, multipart complete,
+delete marker) from ``moto.s3.models.random.uuid4()``; :func:`install_aws_style_version_ids` swaps that
+module attribute for a proxy whose ``uuid4()`` gives 32 URL-safe characters. The proxy draws from moto's
+own seeded generator, so ``moto`` seeding still makes ids reproducible. It applies to in-process
+``mock_aws`` and to a :class:`LocalS3Server` in the same process alike (they share the module).
+"""
+
+from __future__ import annotations
+
+import logging
+import string
+import threading
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any
+
+__all__ = [
+    "AWS_VERSION_ID_LENGTH",
+    "LocalS3Server",
+    "aws_style_version_ids",
+    "aws_style_version_ids_installed",
+    "install_aws_style_version_ids",
+    "uninstall_aws_style_version_ids",
+]
+
+AWS_VERSION_ID_LENGTH = 32
+_ALPHABET = string.ascii_letters + string.digits + "._"
+
+_lock = threading.Lock()
+
+
+class _AwsStyleVersionIdRandom:
+    """Stands in for ``moto.s3.models.random``: all of moto's random API, except 32-char ``uuid4()``."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def uuid4(self) -> str:
+        # moto only ever formats these with str(). Letters, digits, "." and "_" as in real ids: URL-safe
+        # and never a leading "-" that a command line would take for an option.
+        return "".join(self._inner.choice(_ALPHABET) for _ in range(AWS_VERSION_ID_LENGTH))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def aws_style_version_ids_installed() -> bool:
+    """Whether moto's S3 currently issues 32-character version ids."""
+    import moto.s3.models as s3_models
+
+    return isinstance(s3_models.random, _AwsStyleVersionIdRandom)
+
+
+def install_aws_style_version_ids() -> None:
+    """Make moto's S3 issue 32-character version ids (idempotent)."""
+    import moto.s3.models as s3_models  # imported lazily: moto is a test/demo dependency only
+
+    with _lock:
+        if not isinstance(s3_models.random, _AwsStyleVersionIdRandom):
+            s3_models.random = _AwsStyleVersionIdRandom(s3_models.random)
+
+
+def uninstall_aws_style_version_ids() -> None:
+    """Restore moto's own (36-character UUID) version ids (idempotent)."""
+    import moto.s3.models as s3_models
+
+    with _lock:
+        current = s3_models.random
+        if isinstance(current, _AwsStyleVersionIdRandom):
+            s3_models.random = current._inner
+
+
+@contextmanager
+def aws_style_version_ids() -> Iterator[None]:
+    """32-character version ids inside the block; restores the previous behaviour on exit."""
+    was_installed = aws_style_version_ids_installed()
+    install_aws_style_version_ids()
+    try:
+        yield
+    finally:
+        if not was_installed:
+            uninstall_aws_style_version_ids()
+
+
+class LocalS3Server:
+    """moto's threaded server (S3, SQS, DynamoDB... on one port) with AWS-style version ids.
+
+    Use with boto3's ``endpoint_url=server.endpoint_url``, any credentials, region ``us-east-1``.
+    ``port=0`` picks a free port. The version-id patch stays installed after :meth:`stop`; it is
+    process-wide and harmless, and other servers or mocks in the process may rely on it. ``quiet``
+    silences werkzeug's per-request access log unless the application configured that logger itself.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, quiet: bool = True) -> None:
+        self._host = host
+        self._port = port
+        self._quiet = quiet
+        self._server: Any = None
+
+    @property
+    def endpoint_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("LocalS3Server is not started")
+        host, port = self._server.get_host_and_port()
+        return f"http://{host}:{port}"
+
+    def start(self) -> LocalS3Server:
+        from moto.server import ThreadedMotoServer
+
+        if self._server is not None:
+            return self
+        install_aws_style_version_ids()
+        access_log = logging.getLogger("werkzeug")
+        if self._quiet and access_log.level == logging.NOTSET:
+            access_log.setLevel(logging.WARNING)
+        server = ThreadedMotoServer(ip_address=self._host, port=self._port, verbose=False)
+        server.start()
+        self._server = server
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.stop()
+        # ThreadedMotoServer.stop() leaves the listening socket open (a ResourceWarning later).
+        if server._server is not None:
+            server._server.server_close()
+
+    def reset(self) -> None:
+        """Forget every bucket, queue and table (moto's reset API), so a test starts clean."""
+        request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST", data=b"")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
+
+    def __enter__(self) -> LocalS3Server:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

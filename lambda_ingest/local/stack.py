@@ -1,0 +1,145 @@
+"""The embedded local stack: S3/SQS/DynamoDB (moto's server, 32-char version ids) + the archive emulator.
+
+Everything binds to 127.0.0.1. The landing bucket notifies a local SQS queue exactly as the deployed
+stack's bucket does, so the demo and tests feed the handler the messages S3 really produced.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Any
+
+import boto3
+
+from lambda_ingest.local.archive_emulator import ArchiveEmulator
+from lambda_ingest.local.s3 import LocalS3Server
+
+REGION = "us-east-1"
+LANDING_BUCKET = "lambda-ingest-landing"
+ARCHIVE_BUCKET = "lambda-ingest-archive"
+QUEUE_NAME = "lambda-ingest-queue"
+DLQ_NAME = "lambda-ingest-dlq"
+IDEMPOTENCY_TABLE = "lambda-ingest-idempotency"
+
+
+class LocalStack:
+    def __init__(self, *, archive_db: str = ":memory:") -> None:
+        self.s3_server = LocalS3Server()
+        self.archive_db = archive_db
+        # A fresh random token per run: nothing secret is baked into the code.
+        self.token = secrets.token_hex(20)
+        self.archive: ArchiveEmulator | None = None
+        self.queue_url = ""
+        self.dlq_url = ""
+        self.queue_arn = ""
+
+    def client(self, service: str) -> Any:
+        return boto3.session.Session().client(
+            service,
+            region_name=REGION,
+            endpoint_url=self.s3_server.endpoint_url,
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+
+    def start(self) -> LocalStack:
+        self.s3_server.start()
+        s3 = self.client("s3")
+        s3.create_bucket(Bucket=LANDING_BUCKET)
+        s3.create_bucket(Bucket=ARCHIVE_BUCKET)
+        s3.put_bucket_versioning(Bucket=ARCHIVE_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        sqs = self.client("sqs")
+        self.dlq_url = sqs.create_queue(QueueName=DLQ_NAME)["QueueUrl"]
+        self.queue_url = sqs.create_queue(QueueName=QUEUE_NAME)["QueueUrl"]
+        self.queue_arn = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        s3.put_bucket_notification_configuration(
+            Bucket=LANDING_BUCKET,
+            NotificationConfiguration={
+                "QueueConfigurations": [{"QueueArn": self.queue_arn, "Events": ["s3:ObjectCreated:*"]}]
+            },
+        )
+        self.client("dynamodb").create_table(
+            TableName=IDEMPOTENCY_TABLE,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        self.archive = ArchiveEmulator(
+            admin_token=self.token, s3_client=s3, bucket=ARCHIVE_BUCKET, db_path=self.archive_db
+        ).start()
+        return self
+
+    def stop(self) -> None:
+        if self.archive is not None:
+            self.archive.stop()
+        self.s3_server.stop()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def environment(self) -> dict[str, str]:
+        """The variables that point lambda_ingest (and the AWS CLI / boto3) at this stack."""
+        assert self.archive is not None
+        endpoint = self.s3_server.endpoint_url
+        return {
+            "API_ROOT": self.archive.api_root,
+            "AUTH_TOKEN": self.token,
+            "BUCKET": ARCHIVE_BUCKET,
+            "S3_ENDPOINT_URL": endpoint,
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE,
+        }
+
+    def activate(self) -> None:
+        """Configure this process (the in-process handler) for the stack, as a deployed function is."""
+        from lambda_ingest.outcomes import reset_processor
+        from lambda_ingest.settings import reset_settings
+
+        os.environ.update(self.environment())
+        os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
+        os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "lambda_ingest")
+        reset_settings()
+        reset_processor()
+
+    def queued_event(self, max_messages: int = 10) -> dict[str, Any] | None:
+        """Up to `max_messages` queued notifications as the SQS event Lambda would receive (None if empty)."""
+        sqs = self.client("sqs")
+        got = sqs.receive_message(
+            QueueUrl=self.queue_url, MaxNumberOfMessages=max_messages, AttributeNames=["All"]
+        ).get("Messages", [])
+        if not got:
+            return None
+        return {
+            "Records": [
+                {
+                    "messageId": m["MessageId"],
+                    "receiptHandle": m["ReceiptHandle"],
+                    "body": m["Body"],
+                    "attributes": m.get("Attributes", {}),
+                    "messageAttributes": {},
+                    "md5OfBody": m["MD5OfBody"],
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": self.queue_arn,
+                    "awsRegion": REGION,
+                }
+                for m in got
+            ]
+        }
+
+    def acknowledge(self, event: dict[str, Any], failures: list[dict[str, str]]) -> None:
+        """What the event source mapping does: delete the messages that did not fail."""
+        failed = {f["itemIdentifier"] for f in failures}
+        sqs = self.client("sqs")
+        for record in event["Records"]:
+            if record["messageId"] not in failed:
+                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=record["receiptHandle"])

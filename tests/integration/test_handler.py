@@ -1,0 +1,295 @@
+"""The Lambda handler on the real notification path: moto S3 -> SQS messages -> handler(SQS event)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import quote_plus
+
+import pytest
+
+from lambda_ingest.handler import handler
+from tests.conftest import ADMIN_TOKEN, ARCHIVE, LANDING
+
+NAME = "cpt1m010-kb70-20151219-0073-e00"
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "lambda-ingest-test"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:lambda-ingest-test"
+    aws_request_id: str = "11111111-2222-3333-4444-555555555555"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+@pytest.fixture
+def context() -> LambdaContext:
+    return LambdaContext()
+
+
+@pytest.fixture
+def queue(s3):
+    """The landing bucket notifies an SQS queue, as the deployed stack does."""
+    import boto3
+
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="ingest")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3.put_bucket_notification_configuration(
+        Bucket=LANDING,
+        NotificationConfiguration={"QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]},
+    )
+    return sqs, url, arn
+
+
+def drain(queue) -> dict:
+    """Every message moto produced, as the SQS event Lambda's event source mapping would deliver."""
+    sqs, url, arn = queue
+    records = []
+    while True:
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        if not got:
+            break
+        for m in got:
+            records.append(
+                {
+                    "messageId": m["MessageId"],
+                    "receiptHandle": m["ReceiptHandle"],
+                    "body": m["Body"],
+                    "attributes": {"ApproximateReceiveCount": "1"},
+                    "messageAttributes": {},
+                    "md5OfBody": m["MD5OfBody"],
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": arn,
+                    "awsRegion": "us-east-1",
+                }
+            )
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    return {"Records": records}
+
+
+def frame(name: str = NAME, **kwargs) -> bytes:
+    from lambda_ingest.local.synthetic import make_frame_bytes
+
+    return make_frame_bytes(basename=name, extension=".fits.fz", **kwargs)
+
+
+def bad_frame(name: str = NAME) -> bytes:
+    from lambda_ingest.local.synthetic import lco_header
+
+    return frame(name, header=lco_header(name, drop=("DAY-OBS",)))
+
+
+def s3_records(event: dict) -> list[dict]:
+    return [r for rec in event["Records"] for r in json.loads(rec["body"]).get("Records", [])]
+
+
+def test_sqs_path_ingests_and_ignores_the_test_event(s3, archive_api, queue, context) -> None:
+    # Given a frame uploaded to the landing bucket (moto also queued its s3:TestEvent)
+    s3.put_object(Bucket=LANDING, Key=f"raw/{NAME}.fits.fz", Body=frame())
+    event = drain(queue)
+    assert any("s3:TestEvent" in r["body"] for r in event["Records"])
+    # When the handler receives the SQS batch
+    response = handler(event, context)
+    # Then nothing is reported failed and the frame is registered once
+    assert response == {"batchItemFailures": []}
+    assert len(archive_api.versions()) == 1
+    assert s3.list_objects_v2(Bucket=LANDING)["KeyCount"] == 0
+
+
+def test_direct_s3_event_processes_every_record(s3, archive_api, queue, context) -> None:
+    s3.put_object(Bucket=LANDING, Key=f"{NAME}.fits.fz", Body=frame())
+    other = "cpt1m010-kb70-20151219-0074-e00"
+    s3.put_object(Bucket=LANDING, Key=f"{other}.fits.fz", Body=frame(other, seed=7))
+    direct = {"Records": s3_records(drain(queue))}
+    response = handler(direct, context)
+    assert [o["outcome"] for o in response["outcomes"]] == ["ingested", "ingested"]
+    assert {f["basename"] for f in archive_api.frames()} == {NAME, other}
+
+
+def test_eventbridge_object_created(s3, archive_api, context) -> None:
+    put = s3.put_object(Bucket=LANDING, Key=f"a b/{NAME}.fits.fz", Body=frame())
+    event = {
+        "version": "0",
+        "id": "eb-1",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "time": "2026-11-27T00:00:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {
+            "bucket": {"name": LANDING},
+            "object": {"key": quote_plus(f"a b/{NAME}.fits.fz"), "etag": put["ETag"].strip('"')},
+        },
+    }
+    assert handler(event, context)["outcomes"][0]["outcome"] == "ingested"
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    ["with space/", "plus+sign/", "percent%25/", "ünïcødé ☃/", "x" * 950 + "/"],
+    ids=["space", "plus", "percent", "unicode", "1KB"],
+)
+def test_url_encoded_keys_are_decoded(s3, archive_api, queue, context, prefix: str) -> None:
+    key = f"{prefix}{NAME}.fits.fz"
+    s3.put_object(Bucket=LANDING, Key=key, Body=frame())
+    event = drain(queue)
+    assert handler(event, context) == {"batchItemFailures": []}
+    assert len(archive_api.versions()) == 1
+
+
+def test_folder_markers_are_ignored(s3, archive_api, queue, context) -> None:
+    s3.put_object(Bucket=LANDING, Key="night/", Body=b"")
+    assert handler(drain(queue), context) == {"batchItemFailures": []}
+    assert archive_api.versions() == []
+    assert s3.get_object_tagging(Bucket=LANDING, Key="night/")["TagSet"] == []
+
+
+def test_mixed_batch_reports_only_the_transient_record(s3, archive_api, queue, context) -> None:
+    names = [f"cpt1m010-kb70-20151219-00{n}-e00" for n in (80, 81, 82)]
+    s3.put_object(Bucket=LANDING, Key=f"{names[0]}.fits.fz", Body=frame(names[0], seed=1))  # transient
+    s3.put_object(Bucket=LANDING, Key=f"{names[1]}.fits.fz", Body=frame(names[1], seed=2))  # good
+    s3.put_object(Bucket=LANDING, Key=f"{names[2]}.fits.fz", Body=bad_frame(names[2]))  # bad
+    event = drain(queue)
+    event["Records"] = [r for r in event["Records"] if "TestEvent" not in r["body"]]
+    event["Records"].sort(key=lambda r: json.loads(r["body"])["Records"][0]["s3"]["object"]["key"])
+    archive_api.inject(status=503, count=1, method="POST")
+    response = handler(event, context)
+    assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    # The bad one is kept and tagged with the reason; the transient one is untouched
+    tags = {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=LANDING, Key=f"{names[2]}.fits.fz")["TagSet"]}
+    assert tags == {"ingest-status": "rejected", "ingest-reason": "missing required header DAY-OBS"}
+    assert s3.get_object_tagging(Bucket=LANDING, Key=f"{names[0]}.fits.fz")["TagSet"] == []
+    # When SQS redelivers the failed record, it ingests
+    retry = {"Records": [event["Records"][0]]}
+    assert handler(retry, context) == {"batchItemFailures": []}
+    assert {f["basename"] for f in archive_api.frames()} == {names[0], names[1]}
+
+
+def test_rejected_then_corrected_upload_ingests(s3, archive_api, queue, context) -> None:
+    s3.put_object(Bucket=LANDING, Key=f"{NAME}.fits.fz", Body=bad_frame())
+    handler(drain(queue), context)
+    s3.put_object(Bucket=LANDING, Key=f"{NAME}.fits.fz", Body=frame())
+    assert handler(drain(queue), context) == {"batchItemFailures": []}
+    assert len(archive_api.versions()) == 1
+
+
+@pytest.fixture
+def idempotency_table(s3, monkeypatch):
+    import boto3
+
+    from lambda_ingest.outcomes import reset_processor
+    from lambda_ingest.settings import reset_settings
+
+    boto3.client("dynamodb", region_name="us-east-1").create_table(
+        TableName="idempotency",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    monkeypatch.setenv("IDEMPOTENCY_TABLE", "idempotency")
+    monkeypatch.setenv("KEEP_LANDING_OBJECT", "true")  # so every duplicate delivery finds the object
+    reset_settings()
+    reset_processor()
+    return "idempotency"
+
+
+def test_duplicate_deliveries_sequential_and_concurrent(s3, archive_api, queue, context, idempotency_table) -> None:
+    s3.put_object(Bucket=LANDING, Key=f"{NAME}.fits.fz", Body=frame())
+    event = drain(queue)
+    for _ in range(3):
+        assert handler(event, context) == {"batchItemFailures": []}
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        responses = list(pool.map(lambda _: handler(event, context), range(4)))
+    # A delivery that met another one in progress is reported failed (SQS retries it later) ...
+    frame_message = next(r["messageId"] for r in event["Records"] if "TestEvent" not in r["body"])
+    assert all(r["batchItemFailures"] in ([], [{"itemIdentifier": frame_message}]) for r in responses)
+    # ... and that retry reads the stored outcome
+    assert handler(event, context) == {"batchItemFailures": []}
+    versions = s3.list_object_versions(Bucket=ARCHIVE).get("Versions", [])
+    assert len(versions) == 1
+    assert len(archive_api.versions()) == 1
+
+
+def test_token_from_secrets_manager_and_never_leaked(s3, archive_api, queue, context, monkeypatch, capsys) -> None:
+    import boto3
+
+    from lambda_ingest.settings import reset_settings
+
+    arn = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
+        Name="archive-token", SecretString=ADMIN_TOKEN
+    )["ARN"]
+    monkeypatch.delenv("AUTH_TOKEN")
+    monkeypatch.setenv("AUTH_TOKEN_SECRET_ARN", arn)
+    reset_settings()
+    s3.put_object(Bucket=LANDING, Key=f"{NAME}.fits.fz", Body=frame())
+    s3.put_object(
+        Bucket=LANDING, Key="cpt1m010-kb70-20151219-0090-e00.fits.fz", Body=bad_frame("cpt1m010-kb70-20151219-0090-e00")
+    )
+    event = drain(queue)
+    archive_api.inject(status=500, count=1, method="POST")
+    first = handler(event, context)
+    second = handler(event, context)
+    assert first["batchItemFailures"] and second == {"batchItemFailures": []}
+    assert len(archive_api.versions()) == 1
+    captured = capsys.readouterr()
+    assert ADMIN_TOKEN not in captured.out + captured.err
+
+
+class _Collector(BaseHTTPRequestHandler):
+    received: list = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append((self.path, json.loads(body)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.mark.parametrize("asynchronous", ["False", "True"])
+def test_opentsdb_metrics_use_ocs_ingester_names(s3, archive_api, queue, context, monkeypatch, asynchronous) -> None:
+    from lambda_ingest.settings import reset_settings
+
+    _Collector.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("OPENTSDB_HOSTNAME", "127.0.0.1")
+        monkeypatch.setenv("OPENTSDB_PORT", str(server.server_address[1]))
+        monkeypatch.setenv("INGESTER_PROCESS_NAME", "night-ingest")
+        monkeypatch.setenv("SUBMIT_METRICS_ASYNCHRONOUSLY", asynchronous)
+        reset_settings()
+        s3.put_object(Bucket=LANDING, Key=f"{NAME}.fits.fz", Body=frame())
+        assert handler(drain(queue), context) == {"batchItemFailures": []}
+    finally:
+        server.shutdown()
+        server.server_close()
+    points = [p for path, batch in _Collector.received if path == "/api/put" for p in batch]
+    assert {p["metric"] for p in points} == {
+        "ingester.get_md5",
+        "ingester.upload_file",
+        "ingester.post_frame",
+        "ingester.s3_upload_bytes_per_second",
+        "ingester.ingest_lag",
+    }
+    assert all(p["tags"] == {"ingester_process_name": "night-ingest"} for p in points)
+
+
+def test_opentsdb_down_never_fails_an_ingest(s3, archive_api, queue, context, monkeypatch) -> None:
+    from lambda_ingest.settings import reset_settings
+
+    monkeypatch.setenv("OPENTSDB_HOSTNAME", "127.0.0.1")
+    monkeypatch.setenv("OPENTSDB_PORT", "9")  # discard port: connection refused
+    reset_settings()
+    s3.put_object(Bucket=LANDING, Key=f"{NAME}.fits.fz", Body=frame())
+    assert handler(drain(queue), context) == {"batchItemFailures": []}

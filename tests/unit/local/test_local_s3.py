@@ -1,0 +1,225 @@
+"""Local S3: moto issues AWS-style 32-character version ids, in process and as a server."""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import moto.s3.models as moto_s3_models
+import pytest
+from moto import mock_aws
+
+from lambda_ingest.local.s3 import (
+    LocalS3Server,
+    aws_style_version_ids,
+    aws_style_version_ids_installed,
+    install_aws_style_version_ids,
+    uninstall_aws_style_version_ids,
+)
+
+VERSION_ID = re.compile(r"^[A-Za-z0-9._]{32}$")
+BUCKET = "archive-bucket"
+
+
+def versioned_operations(client: Any) -> dict[str, str]:
+    """Every S3 call that creates a version: put, copy, multipart complete, delete marker."""
+    client.create_bucket(Bucket=BUCKET)
+    client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    ids = {"put": client.put_object(Bucket=BUCKET, Key="a.fits", Body=b"one")["VersionId"]}
+    ids["put again"] = client.put_object(Bucket=BUCKET, Key="a.fits", Body=b"two")["VersionId"]
+    ids["copy"] = client.copy_object(Bucket=BUCKET, Key="b.fits", CopySource={"Bucket": BUCKET, "Key": "a.fits"})[
+        "VersionId"
+    ]
+    upload = client.create_multipart_upload(Bucket=BUCKET, Key="c.fits")["UploadId"]
+    part = client.upload_part(Bucket=BUCKET, Key="c.fits", UploadId=upload, PartNumber=1, Body=b"x" * 1024)
+    ids["multipart"] = client.complete_multipart_upload(
+        Bucket=BUCKET,
+        Key="c.fits",
+        UploadId=upload,
+        MultipartUpload={"Parts": [{"ETag": part["ETag"], "PartNumber": 1}]},
+    )["VersionId"]
+    deleted = client.delete_object(Bucket=BUCKET, Key="b.fits")
+    assert deleted["DeleteMarker"] is True
+    ids["delete marker"] = deleted["VersionId"]
+    return ids
+
+
+@pytest.fixture
+def without_patch() -> Iterator[None]:
+    """moto's own behaviour for one test, whatever earlier tests installed; restored afterwards."""
+    was_installed = aws_style_version_ids_installed()
+    uninstall_aws_style_version_ids()
+    yield
+    if was_installed:
+        install_aws_style_version_ids()
+
+
+def test_moto_alone_issues_36_character_ids(without_patch: None) -> None:
+    # Given moto without the patch
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+
+        client.create_bucket(Bucket=BUCKET)
+        client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+
+        # When a versioned object is written
+        version = client.put_object(Bucket=BUCKET, Key="k", Body=b"x")["VersionId"]
+
+        # Then its id is a UUID, too long for the archive (this is why the patch exists)
+        assert len(version) == 36
+        client.close()
+
+
+def test_in_process_mock_issues_32_character_ids_for_every_versioning_call(without_patch: None) -> None:
+    # Given the patch and an in-process moto
+    with aws_style_version_ids(), mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+
+        # When every version-creating call is made
+        ids = versioned_operations(client)
+
+        # Then each id is 32 URL-safe characters, unique, and S3 lists and serves them
+        assert all(VERSION_ID.match(v) for v in ids.values()), ids
+        assert len(set(ids.values())) == len(ids)
+        listed = client.list_object_versions(Bucket=BUCKET)
+        listed_ids = {v["VersionId"] for v in listed["Versions"]} | {m["VersionId"] for m in listed["DeleteMarkers"]}
+        assert listed_ids == set(ids.values())
+        body = client.get_object(Bucket=BUCKET, Key="a.fits", VersionId=ids["put"])["Body"].read()
+        assert body == b"one"
+        client.close()
+
+
+def test_unversioned_buckets_still_have_no_version_ids(without_patch: None) -> None:
+    # Given the patch and a bucket without versioning
+    with aws_style_version_ids(), mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket="landing-bucket")
+
+        # When an object is put, Then there is no version id, as on AWS
+        assert "VersionId" not in client.put_object(Bucket="landing-bucket", Key="k", Body=b"x")
+        client.close()
+
+
+def test_install_is_idempotent_and_the_context_restores_the_previous_state(without_patch: None) -> None:
+    # Given moto's original generator
+    original = moto_s3_models.random
+
+    # When installed twice, Then it wraps once
+    install_aws_style_version_ids()
+    patched = moto_s3_models.random
+    install_aws_style_version_ids()
+    assert moto_s3_models.random is patched is not original
+    assert aws_style_version_ids_installed()
+
+    # When uninstalled twice, Then the original is back
+    uninstall_aws_style_version_ids()
+    uninstall_aws_style_version_ids()
+    assert moto_s3_models.random is original
+
+    # And a nested context leaves an outer installation in place
+    with aws_style_version_ids():
+        with aws_style_version_ids():
+            pass
+        assert moto_s3_models.random is not original
+    assert moto_s3_models.random is original
+
+
+# ------------------------------------------------------------------------------------------------ server
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LocalS3Server]:
+    with LocalS3Server() as running:
+        yield running
+
+
+@pytest.fixture
+def clean_server(server: LocalS3Server) -> LocalS3Server:
+    server.reset()
+    return server
+
+
+def client_for(server: LocalS3Server, service: str) -> Any:
+    return boto3.client(
+        service,
+        endpoint_url=server.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def test_server_listens_on_a_free_loopback_port(server: LocalS3Server) -> None:
+    # Given a started server, Then its endpoint is loopback with a real port
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+", server.endpoint_url)
+    assert not server.endpoint_url.endswith(":0")
+
+
+def test_server_issues_32_character_ids_for_every_versioning_call(clean_server: LocalS3Server) -> None:
+    # Given boto3 pointed at the local server
+    client = client_for(clean_server, "s3")
+
+    # When every version-creating call is made over HTTP
+    ids = versioned_operations(client)
+
+    # Then each id is AWS-style and can be used to read that version back
+    assert all(VERSION_ID.match(v) for v in ids.values()), ids
+    head = client.head_object(Bucket=BUCKET, Key="a.fits", VersionId=ids["put"])
+    assert head["VersionId"] == ids["put"] and head["ContentLength"] == 3
+    client.close()
+
+
+def test_server_also_serves_sqs_and_dynamodb(clean_server: LocalS3Server) -> None:
+    # Given SQS and DynamoDB clients on the same endpoint
+    sqs, dynamodb = client_for(clean_server, "sqs"), client_for(clean_server, "dynamodb")
+
+    # When a queue and a table are used
+    queue = sqs.create_queue(QueueName="ingest")["QueueUrl"]
+    sqs.send_message(QueueUrl=queue, MessageBody="hello")
+    dynamodb.create_table(
+        TableName="idempotency",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.put_item(TableName="idempotency", Item={"id": {"S": "k"}})
+
+    # Then both work
+    assert sqs.receive_message(QueueUrl=queue)["Messages"][0]["Body"] == "hello"
+    assert dynamodb.get_item(TableName="idempotency", Key={"id": {"S": "k"}})["Item"]["id"]["S"] == "k"
+    sqs.close()
+    dynamodb.close()
+
+
+def test_reset_forgets_everything(clean_server: LocalS3Server) -> None:
+    # Given a bucket and a queue
+    s3, sqs = client_for(clean_server, "s3"), client_for(clean_server, "sqs")
+    s3.create_bucket(Bucket=BUCKET)
+    sqs.create_queue(QueueName="ingest")
+
+    # When the server is reset
+    clean_server.reset()
+
+    # Then nothing is left
+    assert s3.list_buckets()["Buckets"] == []
+    assert sqs.list_queues().get("QueueUrls", []) == []
+    s3.close()
+    sqs.close()
+
+
+def test_stop_releases_the_port() -> None:
+    # Given a server that was started and stopped
+    server = LocalS3Server().start()
+    port = int(server.endpoint_url.rsplit(":", 1)[1])
+    server.stop()
+
+    # Then nothing listens there any more and stopping again is harmless
+    with socket.socket() as probe, pytest.raises(OSError):
+        probe.settimeout(1)
+        probe.connect(("127.0.0.1", port))
+    server.stop()
+    with pytest.raises(RuntimeError):
+        _ = server.endpoint_url
