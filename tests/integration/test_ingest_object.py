@@ -220,3 +220,37 @@ def test_overwritten_landing_object_is_not_mixed(s3, archive_api) -> None:
     with pytest.raises(ObjectChangedError, match="overwritten"):
         ingest_object(LANDING, NAME + ".fits.fz", etag=first["ETag"])
     assert archive_api.versions() == []
+
+
+def test_storage_class_follows_observation_age(s3, archive_api) -> None:
+    from datetime import UTC, datetime
+
+    from lambda_ingest.local.synthetic import lco_header
+
+    old = ingest_object_after_upload(s3, NAME, synthetic())
+    now = datetime.now(UTC)
+    recent_name = f"cpt1m010-kb70-{now:%Y%m%d}-0001-e00"
+    header = lco_header(recent_name, **{"DATE-OBS": now.strftime("%Y-%m-%dT%H:%M:%S.000"), "DAY-OBS": f"{now:%Y%m%d}"})
+    recent = ingest_object_after_upload(s3, recent_name, synthetic(recent_name, header=header, seed=5))
+    head_old = s3.head_object(Bucket=ARCHIVE, Key=old.archive_key, VersionId=old.version_id)
+    head_new = s3.head_object(Bucket=ARCHIVE, Key=recent.archive_key, VersionId=recent.version_id)
+    assert head_old["StorageClass"] == "STANDARD_IA"
+    assert head_new.get("StorageClass", "STANDARD") == "STANDARD"
+    assert head_old["ContentDisposition"] == f"attachment; filename={NAME}.fits.fz"
+
+
+def ingest_object_after_upload(s3, name: str, data: bytes):
+    upload(s3, name + ".fits.fz", data)
+    return ingest_object(LANDING, name + ".fits.fz")
+
+
+def test_version_id_longer_than_32_is_a_clear_permanent_error(s3, archive_api) -> None:
+    from lambda_ingest.errors import VersionIdTooLongError
+    from lambda_ingest.local.s3 import uninstall_aws_style_version_ids
+
+    uninstall_aws_style_version_ids()  # moto's own 36-character ids, as MinIO would issue
+    upload(s3, NAME + ".fits.fz", synthetic())
+    with pytest.raises(VersionIdTooLongError, match=r"\(36 characters\); the archive stores at most 32"):
+        ingest_object(LANDING, NAME + ".fits.fz")
+    assert archive_versions(s3, "cpt/") == []  # the copy was removed
+    assert s3.list_objects_v2(Bucket=LANDING)["KeyCount"] == 1
