@@ -1,0 +1,394 @@
+"""The stack's configuration: cdk context (`-c key=value` or `cdk.json`) read into one typed, validated object.
+
+Values from `-c` arrive as strings, values from `cdk.json` as JSON types; both are accepted. Every key,
+its default and its meaning is listed once, in `CONTEXT_KEYS` (docs/deploy.md has the same table).
+Invalid values raise `ConfigError` naming the key, at synth time, before anything is deployed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from infra import constants as c
+
+PLACEHOLDER_API_ROOT = "https://archive-api.example.invalid/"
+
+# Timeout sizing (see `IngestConfig.function_timeout_seconds`): a conservative single-stream S3 read
+# while hashing on a fraction of a vCPU, a server-side multipart copy, and a fixed allowance for the
+# cold start, header reads and the archive POST.
+MD5_STREAM_MIB_PER_S = 50
+SERVER_COPY_MIB_PER_S = 200
+FIXED_ALLOWANCE_S = 60
+LAMBDA_MAX_TIMEOUT_S = 900
+SQS_MAX_VISIBILITY_S = 12 * 3600
+
+LOG_RETENTION_DAYS = (
+    *(1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653),
+)
+# Context keys that would put a credential into the template: refused outright.
+FORBIDDEN_CONTEXT_KEYS = ("auth_token", "token", "api_token", "AUTH_TOKEN", "archive_token")
+
+SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$")
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+class ConfigError(ValueError):
+    """A context value is missing, malformed or inconsistent; the message names the key."""
+
+
+@dataclass(frozen=True)
+class ContextKey:
+    name: str
+    default: Any
+    help: str
+
+
+CONTEXT_KEYS: tuple[ContextKey, ...] = (
+    ContextKey("stack_name", c.DEFAULT_STACK_NAME, "CloudFormation stack name"),
+    ContextKey("api_root", PLACEHOLDER_API_ROOT, "Science Archive API root (API_ROOT); synth warns on the placeholder"),
+    ContextKey("landing_bucket_name", None, "name for a new landing bucket (default: generated)"),
+    ContextKey("existing_landing_bucket", None, "import this existing landing bucket instead of creating one"),
+    ContextKey("archive_bucket_name", None, "name for a new archive bucket (default: generated)"),
+    ContextKey("existing_archive_bucket", None, "import this existing (versioned) archive bucket"),
+    ContextKey("token_secret_arn", None, "complete ARN of an existing archive-token secret (default: create one)"),
+    ContextKey("landing_prefix", "", "only keys under this prefix notify the queue"),
+    ContextKey("landing_suffixes", [], "only keys ending in one of these notify (list or comma-separated)"),
+    ContextKey("abort_multipart_days", 7, "abort incomplete multipart uploads on the landing bucket after N days"),
+    ContextKey("rejected_expiry_days", 0, "expire landing objects tagged rejected after N days; 0 = never (default)"),
+    ContextKey("days_to_ia", 60, "archive objects move to STANDARD_IA after N days (>= 30; S3_DAYS_TO_IA_STORAGE)"),
+    ContextKey("access_log_days", 365, "S3 server access logs of the created buckets are kept N days"),
+    ContextKey("batch_size", 10, "SQS records per invocation (1-10000)"),
+    ContextKey("batching_window_seconds", 5, "wait up to N s to fill a batch (0-300; >= 1 when batch_size > 10)"),
+    ContextKey("max_concurrency", 5, "most concurrent invocations (2-1000): protects the archive API"),
+    ContextKey("max_receive_count", 5, "receives before a message moves to the dead-letter queue"),
+    ContextKey("memory_mb", 1024, "function memory (header reads are bounded; memory buys CPU for md5)"),
+    ContextKey("max_object_gib", 8, "largest expected multipart object; sizes the timeout"),
+    ContextKey("function_timeout_seconds", None, "override the timeout derived from max_object_gib (<= 900)"),
+    ContextKey("process_name", "lambda_ingest", "INGESTER_PROCESS_NAME (metrics label)"),
+    ContextKey("log_level", "INFO", "POWERTOOLS_LOG_LEVEL"),
+    ContextKey("log_retention_days", 90, "function log retention (a CloudWatch Logs retention value)"),
+    ContextKey("keep_landing_object", False, "KEEP_LANDING_OBJECT: keep landing objects after ingest"),
+    ContextKey("copy_concurrency", 8, "COPY_CONCURRENCY: parallel part copies above 5 GiB"),
+    ContextKey("http_connect_timeout", 5, "HTTP_CONNECT_TIMEOUT (s) for the archive API"),
+    ContextKey("http_read_timeout", 30, "HTTP_READ_TIMEOUT (s) for the archive API"),
+    ContextKey("opentsdb_hostname", None, "OPENTSDB_HOSTNAME: also send ocs_ingester-style metrics there"),
+    ContextKey("submit_metrics_asynchronously", False, "SUBMIT_METRICS_ASYNCHRONOUSLY (OpenTSDB)"),
+    ContextKey("archive_env", {}, "JSON object of ocs_archive header-mapping variables passed to the function"),
+    ContextKey("alarm_email", None, "subscribe this address to the alarm topic"),
+    ContextKey("oldest_message_alarm_minutes", 60, "alarm when the oldest ingest message is older than N min"),
+    ContextKey("bundling", "pip", "'pip': real bundle with dependencies; 'source': package only (tests)"),
+    ContextKey("bundle_pin_versions", True, "pin bundled dependencies to the versions in the running venv"),
+    ContextKey("nag", True, "run cdk-nag AwsSolutions checks during synth"),
+)
+_DEFAULTS = {k.name: k.default for k in CONTEXT_KEYS}
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    stack_name: str = c.DEFAULT_STACK_NAME
+    api_root: str = PLACEHOLDER_API_ROOT
+    landing_bucket_name: str | None = None
+    existing_landing_bucket: str | None = None
+    archive_bucket_name: str | None = None
+    existing_archive_bucket: str | None = None
+    token_secret_arn: str | None = None
+    landing_prefix: str = ""
+    landing_suffixes: tuple[str, ...] = ()
+    abort_multipart_days: int = 7
+    rejected_expiry_days: int = 0
+    days_to_ia: int = 60
+    access_log_days: int = 365
+    batch_size: int = 10
+    batching_window_seconds: int = 5
+    max_concurrency: int = 5
+    max_receive_count: int = 5
+    memory_mb: int = 1024
+    max_object_gib: float = 8
+    timeout_override: int | None = None
+    process_name: str = "lambda_ingest"
+    log_level: str = "INFO"
+    log_retention_days: int = 90
+    keep_landing_object: bool = False
+    copy_concurrency: int = 8
+    http_connect_timeout: float = 5
+    http_read_timeout: float = 30
+    opentsdb_hostname: str | None = None
+    submit_metrics_asynchronously: bool = False
+    archive_env: Mapping[str, str] = field(default_factory=dict)
+    alarm_email: str | None = None
+    oldest_message_alarm_minutes: int = 60
+    bundling: str = "pip"
+    bundle_pin_versions: bool = True
+    nag: bool = True
+
+    @property
+    def function_timeout_seconds(self) -> int:
+        """Long enough to md5-stream and multipart-copy the largest expected object, plus an allowance."""
+        if self.timeout_override is not None:
+            return self.timeout_override
+        mib = self.max_object_gib * 1024
+        return math.ceil(FIXED_ALLOWANCE_S + mib / MD5_STREAM_MIB_PER_S + mib / SERVER_COPY_MIB_PER_S)
+
+    @property
+    def visibility_timeout_seconds(self) -> int:
+        # AWS's guidance for SQS event sources: six times the function timeout plus the batching window,
+        # so a message is not redelivered while a slow invocation still holds it.
+        return 6 * self.function_timeout_seconds + self.batching_window_seconds
+
+    @property
+    def placeholder_api_root(self) -> bool:
+        return self.api_root == PLACEHOLDER_API_ROOT
+
+    def function_environment(self, *, archive_bucket: str, secret_arn: str, table_name: str) -> dict[str, str]:
+        """The function's environment: settings.py's variables, Powertools', and the ocs_archive pass-through."""
+        env = {
+            c.ENV_API_ROOT: self.api_root,
+            c.ENV_BUCKET: archive_bucket,
+            c.ENV_TOKEN_SECRET_ARN: secret_arn,
+            c.ENV_IDEMPOTENCY_TABLE: table_name,
+            c.ENV_PROCESS_NAME: self.process_name,
+            c.ENV_DAYS_TO_IA: str(self.days_to_ia),
+            c.ENV_KEEP_LANDING: "true" if self.keep_landing_object else "false",
+            c.ENV_HTTP_CONNECT_TIMEOUT: _num(self.http_connect_timeout),
+            c.ENV_HTTP_READ_TIMEOUT: _num(self.http_read_timeout),
+            c.ENV_COPY_CONCURRENCY: str(self.copy_concurrency),
+            c.ENV_SUBMIT_ASYNC: "True" if self.submit_metrics_asynchronously else "False",
+            c.ENV_POWERTOOLS_SERVICE: c.POWERTOOLS_SERVICE_NAME,
+            c.ENV_POWERTOOLS_NAMESPACE: c.METRICS_NAMESPACE,
+            c.ENV_POWERTOOLS_LOG_LEVEL: self.log_level,
+        }
+        if self.opentsdb_hostname:
+            env[c.ENV_OPENTSDB_HOSTNAME] = self.opentsdb_hostname
+        env.update(self.archive_env)
+        return env
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+# --- coercion: strings from `-c`, JSON types from cdk.json -----------------------------------------------
+def _str(key: str, value: Any) -> str:
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise ConfigError(f"context {key!r} must be a string, got {value!r}")
+    return str(value).strip()
+
+
+def _opt_str(key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    text = _str(key, value)
+    return text or None
+
+
+def _int(key: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"context {key!r} must be an integer, got {value!r}")
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"context {key!r} must be an integer, got {value!r}") from None
+    if not lo <= number <= hi:
+        raise ConfigError(f"context {key!r} must be between {lo} and {hi}, got {number}")
+    return number
+
+
+def _float(key: str, value: Any, lo: float, hi: float) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"context {key!r} must be a number, got {value!r}")
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"context {key!r} must be a number, got {value!r}") from None
+    if not lo <= number <= hi:
+        raise ConfigError(f"context {key!r} must be between {lo} and {hi}, got {number}")
+    return number
+
+
+def _bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"context {key!r} must be true or false, got {value!r}")
+
+
+def _list(key: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"context {key!r} is not a JSON list: {exc}") from None
+        else:
+            return tuple(part.strip() for part in text.split(",") if part.strip())
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"context {key!r} must be a list of strings, got {value!r}")
+    return tuple(v.strip() for v in value if v.strip())
+
+
+def _choice(key: str, value: Any, choices: tuple[str, ...], upper: bool = False) -> str:
+    text = _str(key, value)
+    text = text.upper() if upper else text.lower()
+    if text not in choices:
+        raise ConfigError(f"context {key!r} must be one of {', '.join(choices)}, got {value!r}")
+    return text
+
+
+def _bucket(key: str, value: Any) -> str | None:
+    name = _opt_str(key, value)
+    if name is not None and not BUCKET_NAME.match(name):
+        raise ConfigError(f"context {key!r} is not a valid S3 bucket name: {name!r}")
+    return name
+
+
+def archive_env_from(value: Any) -> dict[str, str]:
+    """Validate the ocs_archive pass-through: only ocs_archive's header-mapping names, as strings."""
+    if isinstance(value, str):
+        if not value.strip():
+            return {}
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"context 'archive_env' must be a JSON object: {exc}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"context 'archive_env' must be a JSON object, got {value!r}")
+    env: dict[str, str] = {}
+    for name, raw in value.items():
+        if name not in c.ARCHIVE_ENV_NAMES and not c.ARCHIVE_ENV_KEY_PATTERN.match(name):
+            allowed = ", ".join(sorted(c.ARCHIVE_ENV_NAMES))
+            raise ConfigError(
+                f"context 'archive_env' may only set ocs_archive header-mapping variables ({allowed}, "
+                f"or a *_KEY name); {name!r} is not one"
+            )
+        # ocs_archive reads lists as comma-separated text and FILETYPE_MAPPING_OVERRIDES as a literal dict.
+        if isinstance(raw, list):
+            env[name] = ",".join(str(v) for v in raw)
+        elif isinstance(raw, dict):
+            env[name] = repr({str(k): str(v) for k, v in raw.items()})
+        elif isinstance(raw, str | int | float) and not isinstance(raw, bool):
+            env[name] = str(raw)
+        else:
+            raise ConfigError(f"context 'archive_env' value of {name!r} must be text, a number or a list")
+    return env
+
+
+Getter = Callable[[str], Any]
+
+
+def load_config(context: Mapping[str, Any] | Getter) -> IngestConfig:
+    """Build the config from a context mapping (tests) or a `node.try_get_context`-style getter (the app)."""
+    get: Getter = context.get if isinstance(context, Mapping) else context
+
+    for key in FORBIDDEN_CONTEXT_KEYS:
+        if get(key) is not None:
+            raise ConfigError(
+                f"context {key!r}: the archive token is never passed through cdk context (it would be in the "
+                "template); store it in the stack's secret (docs/deploy.md, 'Set the token')"
+            )
+
+    def value(key: str) -> Any:
+        raw = get(key)
+        return _DEFAULTS[key] if raw is None else raw
+
+    api_root = _str("api_root", value("api_root"))
+    if not api_root.startswith(("https://", "http://")):
+        raise ConfigError(f"context 'api_root' must be an http(s) URL, got {api_root!r}")
+
+    token_secret_arn = _opt_str("token_secret_arn", value("token_secret_arn"))
+    if token_secret_arn is not None and not SECRET_ARN.match(token_secret_arn):
+        raise ConfigError(f"context 'token_secret_arn' is not a Secrets Manager secret ARN: {token_secret_arn!r}")
+
+    timeout_raw = value("function_timeout_seconds")
+    config = IngestConfig(
+        stack_name=_str("stack_name", value("stack_name")),
+        api_root=api_root,
+        landing_bucket_name=_bucket("landing_bucket_name", value("landing_bucket_name")),
+        existing_landing_bucket=_bucket("existing_landing_bucket", value("existing_landing_bucket")),
+        archive_bucket_name=_bucket("archive_bucket_name", value("archive_bucket_name")),
+        existing_archive_bucket=_bucket("existing_archive_bucket", value("existing_archive_bucket")),
+        token_secret_arn=token_secret_arn,
+        landing_prefix=_str("landing_prefix", value("landing_prefix")),
+        landing_suffixes=_list("landing_suffixes", value("landing_suffixes")),
+        abort_multipart_days=_int("abort_multipart_days", value("abort_multipart_days"), 1, 365),
+        rejected_expiry_days=_int("rejected_expiry_days", value("rejected_expiry_days"), 0, 3650),
+        # S3 refuses a STANDARD_IA transition earlier than 30 days.
+        days_to_ia=_int("days_to_ia", value("days_to_ia"), 30, 36500),
+        access_log_days=_int("access_log_days", value("access_log_days"), 1, 3650),
+        batch_size=_int("batch_size", value("batch_size"), 1, 10000),
+        batching_window_seconds=_int("batching_window_seconds", value("batching_window_seconds"), 0, 300),
+        max_concurrency=_int("max_concurrency", value("max_concurrency"), 2, 1000),
+        max_receive_count=_int("max_receive_count", value("max_receive_count"), 1, 1000),
+        memory_mb=_int("memory_mb", value("memory_mb"), 256, 10240),
+        max_object_gib=_float("max_object_gib", value("max_object_gib"), 0.001, 5 * 1024),
+        timeout_override=None
+        if timeout_raw is None
+        else _int("function_timeout_seconds", timeout_raw, 30, LAMBDA_MAX_TIMEOUT_S),
+        process_name=_str("process_name", value("process_name")),
+        log_level=_choice("log_level", value("log_level"), ("DEBUG", "INFO", "WARNING", "ERROR"), upper=True),
+        log_retention_days=_int("log_retention_days", value("log_retention_days"), 1, 3653),
+        keep_landing_object=_bool("keep_landing_object", value("keep_landing_object")),
+        copy_concurrency=_int("copy_concurrency", value("copy_concurrency"), 1, 64),
+        http_connect_timeout=_float("http_connect_timeout", value("http_connect_timeout"), 0.1, 600),
+        http_read_timeout=_float("http_read_timeout", value("http_read_timeout"), 0.1, 900),
+        opentsdb_hostname=_opt_str("opentsdb_hostname", value("opentsdb_hostname")),
+        submit_metrics_asynchronously=_bool("submit_metrics_asynchronously", value("submit_metrics_asynchronously")),
+        archive_env=archive_env_from(value("archive_env")),
+        alarm_email=_opt_str("alarm_email", value("alarm_email")),
+        oldest_message_alarm_minutes=_int(
+            "oldest_message_alarm_minutes", value("oldest_message_alarm_minutes"), 1, 20160
+        ),
+        bundling=_choice("bundling", value("bundling"), ("pip", "source")),
+        bundle_pin_versions=_bool("bundle_pin_versions", value("bundle_pin_versions")),
+        nag=_bool("nag", value("nag")),
+    )
+    _check_consistency(config)
+    return config
+
+
+def _check_consistency(config: IngestConfig) -> None:
+    if config.landing_bucket_name and config.existing_landing_bucket:
+        raise ConfigError("set either 'landing_bucket_name' (create) or 'existing_landing_bucket' (import), not both")
+    if config.archive_bucket_name and config.existing_archive_bucket:
+        raise ConfigError("set either 'archive_bucket_name' (create) or 'existing_archive_bucket' (import), not both")
+    landing = config.landing_bucket_name or config.existing_landing_bucket
+    archive = config.archive_bucket_name or config.existing_archive_bucket
+    if landing and landing == archive:
+        raise ConfigError("the landing and archive buckets must differ (the archive must never hold uploads)")
+    if config.batch_size > 10 and config.batching_window_seconds < 1:
+        raise ConfigError("'batching_window_seconds' must be at least 1 when 'batch_size' is over 10 (SQS rule)")
+    if config.log_retention_days not in LOG_RETENTION_DAYS:
+        raise ConfigError(
+            f"context 'log_retention_days' must be one of {LOG_RETENTION_DAYS}, got {config.log_retention_days}"
+        )
+    timeout = config.function_timeout_seconds
+    if timeout > LAMBDA_MAX_TIMEOUT_S:
+        raise ConfigError(
+            f"'max_object_gib' {config.max_object_gib:g} needs a {timeout} s timeout, over Lambda's "
+            f"{LAMBDA_MAX_TIMEOUT_S} s: lower it, or set 'function_timeout_seconds' and accept the risk"
+        )
+    if config.visibility_timeout_seconds > SQS_MAX_VISIBILITY_S:
+        raise ConfigError("the derived queue visibility timeout exceeds SQS's 12 hours")
+    suffixes = config.landing_suffixes
+    overlaps = [(a, b) for i, a in enumerate(suffixes) for b in suffixes[i + 1 :] if a.endswith(b) or b.endswith(a)]
+    if overlaps:  # S3 refuses two notifications for the same event whose suffixes overlap
+        raise ConfigError(f"'landing_suffixes' overlap: {overlaps[0][0]!r} and {overlaps[0][1]!r}; keep the shorter")
+    if config.alarm_email and "@" not in config.alarm_email:
+        raise ConfigError(f"context 'alarm_email' is not an e-mail address: {config.alarm_email!r}")
+    reserved = [n for n in config.archive_env if n in c.FORBIDDEN_ENV or n.startswith(("AWS_", "LAMBDA_"))]
+    if reserved:  # e.g. AWS_SECRET_ACCESS_KEY matches the *_KEY rule but is a credential / reserved by Lambda
+        raise ConfigError(f"'archive_env' may not set {sorted(reserved)}: credentials and AWS_/LAMBDA_ names")
+    # Lambda caps the whole environment at 4 KB; measure it with the longest plausible resource names.
+    env = config.function_environment(archive_bucket="b" * 63, secret_arn="a" * 200, table_name="t" * 255)
+    size = sum(len(k) + len(v) for k, v in env.items())
+    if size > c.LAMBDA_ENV_LIMIT_BYTES:
+        raise ConfigError(f"the function environment would be {size} bytes, over Lambda's 4 KB: trim 'archive_env'")

@@ -1,0 +1,163 @@
+"""Alarms (to one SNS topic) and a small dashboard of the ingest metrics."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra import constants as c
+from infra.config import IngestConfig
+
+PERIOD = Duration.minutes(5)
+
+
+def ingest_metric(name: str, statistic: str = "Sum", label: str | None = None) -> cloudwatch.Metric:
+    return cloudwatch.Metric(
+        namespace=c.METRICS_NAMESPACE,
+        metric_name=name,
+        dimensions_map=c.METRIC_DIMENSIONS,
+        statistic=statistic,
+        period=PERIOD,
+        label=label or name,
+    )
+
+
+class Monitoring(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        config: IngestConfig,
+        *,
+        function: lambda_.IFunction,
+        queue: sqs.IQueue,
+        dead_letter_queue: sqs.IQueue,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        # No KMS key: CloudWatch cannot publish to a topic under the AWS-managed SNS key, and alarm
+        # notifications carry alarm names only.
+        self.topic = sns.Topic(self, c.ALARM_TOPIC_ID, display_name="lambda_ingest alarms", enforce_ssl=True)
+        if config.alarm_email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
+
+        self.alarms = {
+            "DeadLetterQueueNotEmpty": cloudwatch.Alarm(
+                self,
+                "DeadLetterQueueNotEmpty",
+                alarm_description="Ingest messages gave up after max_receive_count tries: see docs/deploy.md "
+                "'Redrive the dead-letter queue'.",
+                metric=dead_letter_queue.metric_approximate_number_of_messages_visible(
+                    statistic="Maximum", period=Duration.minutes(1)
+                ),
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+            "OldestMessageAge": cloudwatch.Alarm(
+                self,
+                "OldestMessageAge",
+                alarm_description="Uploads wait too long: the function is failing, throttled or capped by "
+                "max_concurrency.",
+                metric=queue.metric_approximate_age_of_oldest_message(statistic="Maximum", period=PERIOD),
+                threshold=config.oldest_message_alarm_minutes * 60,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+            "FunctionErrors": cloudwatch.Alarm(
+                self,
+                "FunctionErrors",
+                alarm_description="Whole invocations failed (crash, timeout, bad configuration); per-file "
+                "failures are reported to SQS, not counted here.",
+                metric=function.metric_errors(statistic="Sum", period=PERIOD),
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+            "FunctionThrottles": cloudwatch.Alarm(
+                self,
+                "FunctionThrottles",
+                alarm_description="The function was throttled (account concurrency exhausted).",
+                metric=function.metric_throttles(statistic="Sum", period=PERIOD),
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+        }
+        action = cw_actions.SnsAction(self.topic)
+        for alarm in self.alarms.values():
+            alarm.add_alarm_action(action)
+            alarm.add_ok_action(action)
+
+        self.dashboard = self._dashboard(function, queue, dead_letter_queue)
+
+    def _dashboard(
+        self, function: lambda_.IFunction, queue: sqs.IQueue, dead_letter_queue: sqs.IQueue
+    ) -> cloudwatch.Dashboard:
+        # FilesRejected exists only per reason: SEARCH finds every reason, SUM gives the total.
+        search = (
+            f"SEARCH('{{{c.METRICS_NAMESPACE},{c.REJECTED_REASON_DIMENSION},service}} "
+            f"MetricName=\"{c.REJECTED_METRIC}\"', 'Sum', {int(PERIOD.to_seconds())})"
+        )
+        rejected_by_reason = cloudwatch.MathExpression(expression=search, label="", period=PERIOD)
+        rejected_total = cloudwatch.MathExpression(expression=f"SUM({search})", label=c.REJECTED_METRIC, period=PERIOD)
+        dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.days(1))
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Files",
+                left=[*(ingest_metric(name) for name in c.COUNT_METRICS), rejected_total],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(title="Rejected, by reason", left=[rejected_by_reason], width=12),
+        )
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Bytes",
+                left=[ingest_metric(name) for name in c.BYTES_METRICS],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Ingest lag (upload to registered), s",
+                left=[
+                    ingest_metric(c.LAG_METRIC, stat, f"{c.LAG_METRIC} {stat}") for stat in ("p50", "p99", "Maximum")
+                ],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Step durations p99, ms",
+                left=[ingest_metric(name, "p99", f"{name} p99") for name in c.DURATION_METRICS],
+                width=8,
+            ),
+        )
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Queues",
+                left=[
+                    queue.metric_approximate_number_of_messages_visible(label="ingest visible", period=PERIOD),
+                    dead_letter_queue.metric_approximate_number_of_messages_visible(label="DLQ visible", period=PERIOD),
+                ],
+                right=[queue.metric_approximate_age_of_oldest_message(label="oldest message, s", period=PERIOD)],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="Function",
+                left=[
+                    function.metric_invocations(period=PERIOD),
+                    function.metric_errors(period=PERIOD),
+                    function.metric_throttles(period=PERIOD),
+                ],
+                right=[function.metric_duration(statistic="p99", period=PERIOD, label="duration p99")],
+                width=12,
+            ),
+            cloudwatch.AlarmStatusWidget(alarms=list(self.alarms.values()), title="Alarms", width=24),
+        )
+        return dashboard
