@@ -93,7 +93,7 @@ class Settings:
     copy_concurrency: int = 8
     keep_landing_object: bool = False
     # Header reading limits (a hostile file must not exhaust memory or time)
-    header_initial_read: int = 64 * 1024
+    header_initial_read: int = 36 * 2880  # 101 KiB: a typical LCO header (~1000 cards) in one request
     header_max_bytes: int = 2 * MIB
     header_max_cards: int = 5000
     header_max_hdus: int = 16
