@@ -3,11 +3,19 @@
 Switch with one line:
 
     from ocs_ingester import ingester          ->   import lambda_ingest as ingester
-    from ocs_ingester.exceptions import ...    ->   from lambda_ingest.errors import ...
+    from ocs_ingester.exceptions import ...    ->   from lambda_ingest import ...   (same names)
 
-Same names, arguments and return values; they take file objects as ocs_ingester does, but read only the
-header blocks for the record, stream the md5 once, and check for duplicates by md5 for real (the live
-archive ignores `versions/?md5=`, which made ocs_ingester skip every file after the first).
+Same names, arguments and return values; they take file objects as ocs_ingester does, and run the engine's
+code (header-block record, md5, upload, registration with orphan cleanup), not a second implementation.
+Differences, all on purpose:
+
+- `frame_exists` really checks: the live archive ignores `versions/?md5=` (which made ocs_ingester report
+  every file as present once the archive held any), so the md5 is compared among the versions of the
+  file's basename (`frames/?basename_exact=`).
+- Every HTTP call has a timeout; 408/429/5xx and connection errors raise BackoffRetryError.
+- A failed registration deletes the archive object version it uploaded (no orphans).
+- Exceptions are lambda_ingest's (`DoNotRetryError` is `lambda_ingest.errors.PermanentError`, ...), so
+  `except ocs_ingester.exceptions.DoNotRetryError` must become `except lambda_ingest.DoNotRetryError`.
 """
 
 from __future__ import annotations
@@ -15,11 +23,21 @@ from __future__ import annotations
 from typing import Any, BinaryIO
 
 from lambda_ingest import clients
-from lambda_ingest.archive import ArchiveClient, DuplicateMd5
-from lambda_ingest.errors import AlreadyIngestedError, ArchiveRejectedError, RecordError
+from lambda_ingest.archive import ArchiveClient, DuplicateMd5, ExistingVersion
+from lambda_ingest.errors import (
+    AlreadyIngestedError,
+    ArchiveRejectedError,
+    BackoffRetryError,
+    DoNotRetryError,
+    NonFatalDoNotRetryError,
+    RecordError,
+    RetryError,
+)
 from lambda_ingest.ingest import ingest_source, read_record, storage_class_for
+from lambda_ingest.observability import opentsdb
+from lambda_ingest.record import split_filename
 from lambda_ingest.settings import get_settings
-from lambda_ingest.sources import LocalFile
+from lambda_ingest.sources import LocalFile, Source
 
 
 def _archive(api_root: str | None, auth_token: str | None) -> ArchiveClient:
@@ -44,12 +62,23 @@ def _thumbnail_metadata(
     return metadata, tuple(archive_settings.REQUIRED_THUMBNAIL_METADATA)
 
 
+def find_existing(source: Source, archive: ArchiveClient | None = None) -> ExistingVersion | None:
+    """The archive's version holding these bytes under this file's basename, if any.
+
+    Like ocs_ingester's check, it needs only the name and the md5, not valid headers.
+    """
+    basename, _ = split_filename(source.filename)
+    if not basename:
+        raise RecordError("the file name has no basename")
+    return (archive or clients.archive()).find_version(basename, source.known_md5() or source.md5())
+
+
 def frame_exists(fileobj: BinaryIO, api_root: str | None = None, auth_token: str | None = None) -> bool:
-    """True when the archive already holds a file with this file's md5."""
-    source = LocalFile(fileobj)
-    archive = _archive(api_root, auth_token)
-    record, _ = read_record(source)
-    return archive.find_version(record.basename, source.md5()) is not None
+    """True when the archive already holds a file with this file's bytes (md5) under its basename.
+
+    The file object needs a name (`open()` gives one); for others set `fileobj.name`.
+    """
+    return find_existing(LocalFile(fileobj), _archive(api_root, auth_token)) is not None
 
 
 def validate_fits_and_create_archive_record(
@@ -129,14 +158,22 @@ def upload_file_and_ingest_to_archive(
     )
     if result.status != "ingested":
         raise AlreadyIngestedError("Version with this md5 already exists", obj=result.filename)
+    opentsdb.record(result)  # ocs_ingester's metrics (when OPENTSDB_HOSTNAME is set)
     record = dict(result.record)
-    record.update({"frameid": result.frame_id, "filename": result.filename, "url": result.url})
     if is_thumbnail:
+        # As ocs_ingester's post_thumbnail: the record plus the id the archive gave the thumbnail.
         record["thumbnail_id"] = result.frame_id
+    else:
+        record.update({"frameid": result.frame_id, "filename": result.filename, "url": result.url})
     return record
 
 
 __all__ = [
+    "BackoffRetryError",
+    "DoNotRetryError",
+    "NonFatalDoNotRetryError",
+    "RetryError",
+    "find_existing",
     "frame_exists",
     "ingest_archive_record",
     "upload_file_and_ingest_to_archive",

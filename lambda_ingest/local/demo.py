@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import sys
 import time
 from collections import Counter
@@ -21,7 +22,7 @@ from typing import Any, TextIO
 import requests
 
 from lambda_ingest.local import synthetic
-from lambda_ingest.local.stack import LANDING_BUCKET, LocalStack
+from lambda_ingest.local.stack import ARCHIVE_BUCKET, LANDING_BUCKET, LocalStack
 
 
 @dataclass
@@ -84,8 +85,10 @@ def sample_frames(quick: bool = False) -> list[Sample]:
 
 
 def real_samples(folder: str) -> list[Sample]:
-    paths = sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.name.endswith((".fits", ".fz", ".gz")))
-    return [Sample(f"real/{p.name}", p.read_bytes(), "real frame") for p in paths]
+    """Every .fits, .fits.fz and .tar.gz under `folder`, keyed real/<path relative to folder>."""
+    root = Path(folder)
+    paths = sorted(p for p in root.rglob("*") if p.is_file() and p.name.endswith((".fits", ".fits.fz", ".tar.gz")))
+    return [Sample(f"real/{p.relative_to(root).as_posix()}", p.read_bytes(), "real frame") for p in paths]
 
 
 class _OutcomeLog:
@@ -94,14 +97,18 @@ class _OutcomeLog:
     def __init__(self) -> None:
         from lambda_ingest.observability import logger
 
+        self._logger = logger
         self._handler = logger.registered_handler
         self._buffer = io.StringIO()
 
     def __enter__(self) -> _OutcomeLog:
         self._stream = self._handler.setStream(self._buffer)
+        self._level = self._logger.log_level
+        self._logger.setLevel(logging.INFO)  # the outcome lines are INFO, whatever POWERTOOLS_LOG_LEVEL says
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        self._logger.setLevel(self._level)
         self._handler.setStream(self._stream)
 
     def outcomes(self) -> list[dict[str, Any]]:
@@ -127,17 +134,22 @@ class _Context:
         return 300_000
 
 
-def _progress(out: TextIO, text: str) -> None:
-    """Rewrite one status line on a terminal; elsewhere (logs, CI) only the final state matters."""
-    if out.isatty():
-        out.write("\r" + text)
-        out.flush()
-    else:
-        _progress.last = text  # type: ignore[attr-defined]
+class _Status:
+    """One status line: rewritten in place on a terminal; elsewhere (logs, CI) only its final state is kept."""
 
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.live = bool(getattr(out, "isatty", lambda: False)())
+        self.last = ""
 
-def _end_progress(out: TextIO) -> None:
-    _say(out, "" if out.isatty() else getattr(_progress, "last", ""))
+    def update(self, text: str) -> None:
+        self.last = text
+        if self.live:
+            self.out.write("\r\033[K" + text)
+            self.out.flush()
+
+    def done(self) -> None:
+        _say(self.out, "" if self.live else self.last)
 
 
 def _say(out: TextIO, text: str) -> None:
@@ -146,52 +158,62 @@ def _say(out: TextIO, text: str) -> None:
 
 
 def run_demo(frames_dir: str | None = None, keep: bool = False, out: TextIO = sys.stdout, quick: bool = False) -> int:
+    """Run the demo; returns the exit code (0 when every file reached its outcome and the download matched)."""
     started = time.perf_counter()
     _say(out, "lambda-ingest demo: embedded local stack (moto S3/SQS/DynamoDB + Science Archive emulator)")
+    samples = sample_frames(quick) + (real_samples(frames_dir) if frames_dir else [])
+    by_key = {s.key: s for s in samples}
     with LocalStack() as stack:
         stack.activate()
         assert stack.archive is not None
         _say(out, f"  S3/SQS endpoint   {stack.s3_server.endpoint_url}")
         _say(out, f"  archive API       {stack.archive.api_root}")
-        samples = sample_frames(quick) + (real_samples(frames_dir) if frames_dir else [])
-        by_key = {s.key: s for s in samples}
         s3 = stack.client("s3")
+        status = _Status(out)
         for n, sample in enumerate(samples, 1):
             extra = {"Metadata": sample.metadata} if sample.metadata else {}
             s3.put_object(Bucket=LANDING_BUCKET, Key=sample.key, Body=sample.data, **extra)
-            _progress(out, f"  uploading to s3://{LANDING_BUCKET}/  {n}/{len(samples)}")
-        _end_progress(out)
-        rows = _run_handler(stack, out, expected=len(samples))
-        _print_table(rows, by_key, out)
+            status.update(f"  uploading to s3://{LANDING_BUCKET}/  {n}/{len(samples)}")
+        status.done()
+        rows = _run_handler(stack, _Status(out), expected=len(samples))
+        _print_table(rows, out)
         checked = _download_check(stack, rows, by_key, out)
-        counts = Counter(r["outcome"] for r in rows)
         elapsed = time.perf_counter() - started
-        summary = ", ".join(
-            f"{counts[k]} {k.replace('_', ' ')}"
-            for k in ("ingested", "already_ingested", "rejected", "skipped")
-            if counts[k]
-        )
-        _say(out, f"{len(rows)} files: {summary}; download check {'passed' if checked else 'FAILED'}; {elapsed:.1f} s")
+        _say(out, f"{_summary(rows)}; download check {'passed' if checked else 'FAILED'}; {elapsed:.1f} s")
+        code = 0 if checked and len(rows) == len(samples) else 1
         if keep:
             _keep_running(stack, out)
-        return 0 if checked and len(rows) == len(samples) else 1
+        return code
 
 
-def _run_handler(stack: LocalStack, out: TextIO, expected: int) -> list[dict[str, Any]]:
+def _summary(rows: list[dict[str, Any]]) -> str:
+    counts = Counter(r["outcome"] for r in rows)
+    names = ("ingested", "already_ingested", "rejected", "skipped")
+    parts = ", ".join(f"{counts[k]} {k.replace('_', ' ')}" for k in names if counts[k])
+    return f"{len(rows)} files: {parts}"
+
+
+def _run_handler(
+    stack: LocalStack, status: _Status | None, expected: int | None = None, wait_seconds: int = 0
+) -> list[dict[str, Any]]:
+    """Hand the queued notifications to the real handler, as the event source mapping does; returns the
+    outcome log lines. Stops when the queue is empty (after `wait_seconds` of long polling)."""
     from lambda_ingest.handler import handler
 
     rows: list[dict[str, Any]] = []
     # The handler's EMF metrics go to stdout in Lambda; here they would drown the table.
     with _OutcomeLog() as log, contextlib.redirect_stdout(io.StringIO()):
-        for _ in range(100):  # bounded: each pass takes up to 10 messages
-            event = stack.queued_event()
+        for _ in range(1000):  # bounded: each pass takes up to 10 messages
+            event = stack.queued_event(wait_seconds=wait_seconds)
             if event is None:
                 break
             response = handler(event, _Context())
             stack.acknowledge(event, response.get("batchItemFailures", []))
             rows = log.outcomes()
-            _progress(out, f"  handler: {len(rows)}/{expected} objects processed")
-    _end_progress(out)
+            if status is not None:
+                status.update(f"  handler: {len(rows)}/{expected or len(rows)} objects processed")
+    if status is not None:
+        status.done()
     return rows
 
 
@@ -199,8 +221,11 @@ def _key_of(row: dict[str, Any]) -> str:
     return row.get("key") or row.get("object", "").split("/", 3)[-1]
 
 
-def _print_table(rows: list[dict[str, Any]], samples: dict[str, Sample], out: TextIO) -> None:
-    header = ("file", "outcome", "archive key / reason", "version id", "md5", "frame", "ms")
+TABLE_HEADER = ("file", "outcome", "archive key / reason", "version id", "md5", "frame", "time")
+
+
+def table_rows(rows: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    """The table's cells, one tuple per outcome (sorted by landing key)."""
     table = []
     for row in sorted(rows, key=_key_of):
         ms = sum((row.get("durations_ms") or {}).values())
@@ -213,14 +238,19 @@ def _print_table(rows: list[dict[str, Any]], samples: dict[str, Sample], out: Te
                 row.get("version_id") or "-",
                 row.get("md5") or "-",
                 str(row.get("frame_id") or "-"),
-                f"{ms:.0f}" if ms else "-",
+                f"{ms:.0f} ms" if ms else "-",
             )
         )
-    widths = [max(len(str(r[i])) for r in [header, *table]) for i in range(len(header))]
-    _say(out, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-    _say(out, "  ".join("-" * w for w in widths))
+    return table
+
+
+def _print_table(rows: list[dict[str, Any]], out: TextIO, header: bool = True) -> None:
+    table = table_rows(rows)
+    widths = [max(len(r[i]) for r in [TABLE_HEADER, *table]) for i in range(len(TABLE_HEADER))]
+    if header:
+        table = [TABLE_HEADER, tuple("-" * w for w in widths), *table]
     for r in table:
-        _say(out, "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))
+        _say(out, "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
 
 
 def _download_check(stack: LocalStack, rows: list[dict[str, Any]], samples: dict[str, Sample], out: TextIO) -> bool:
@@ -229,7 +259,11 @@ def _download_check(stack: LocalStack, rows: list[dict[str, Any]], samples: dict
     for row in rows:
         if row["outcome"] != "ingested" or _key_of(row) not in samples:
             continue
-        frame = requests.get(f"{stack.archive.api_root}frames/{row['frame_id']}/", timeout=10).json()
+        frame = requests.get(
+            f"{stack.archive.api_root}frames/{row['frame_id']}/",
+            headers={"Authorization": f"Token {stack.token}"},  # private frames too
+            timeout=10,
+        ).json()
         # A frame's url is its newest version (a .fits and .fits.fz of one basename share a frame).
         if frame["version_set"][0]["key"] == row["version_id"]:
             break
@@ -246,12 +280,25 @@ def _download_check(stack: LocalStack, rows: list[dict[str, Any]], samples: dict
 
 
 def _keep_running(stack: LocalStack, out: TextIO) -> None:
-    _say(out, "\nThe stack stays up (Ctrl-C to stop). Point other tools at it with:")
+    """Leave the stack up and keep ingesting: every upload to the landing bucket is handed to the handler."""
+    assert stack.archive is not None
+    endpoint = stack.s3_server.endpoint_url
+    _say(out, "")
+    _say(out, "The stack stays up (Ctrl-C to stop). Point other tools at it with:")
     for name, value in stack.environment().items():
         _say(out, f"  export {name}={value}")
-    _say(out, f"  # landing bucket s3://{LANDING_BUCKET}, queue {stack.queue_url}")
+    _say(out, f"  # landing bucket s3://{LANDING_BUCKET}   queue {stack.queue_url}   dead-letter queue {stack.dlq_url}")
+    _say(out, f"  # archive bucket s3://{ARCHIVE_BUCKET}   frames {stack.archive.api_root}frames/")
+    _say(out, "Try, in another shell after the exports:")
+    _say(out, "  lambda-ingest ingest --check-only FILE.fits.fz")
+    _say(out, f"  aws --endpoint-url {endpoint} s3 cp FILE.fits.fz s3://{LANDING_BUCKET}/   # ingested here, as in AWS")
+    _say(out, f"Watching s3://{LANDING_BUCKET}/ for uploads...")
+    seen = 0
     try:
         while True:
-            time.sleep(3600)
+            rows = _run_handler(stack, None, wait_seconds=1)
+            if rows:
+                _print_table(rows, out, header=False)
+                seen += len(rows)
     except KeyboardInterrupt:
-        _say(out, "stopping")
+        _say(out, f"stopping ({seen} more file{'s' if seen != 1 else ''} ingested while kept)")

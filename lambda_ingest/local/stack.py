@@ -33,6 +33,7 @@ class LocalStack:
         self.queue_url = ""
         self.dlq_url = ""
         self.queue_arn = ""
+        self._saved_env: dict[str, str | None] | None = None
 
     def client(self, service: str) -> Any:
         return boto3.session.Session().client(
@@ -73,6 +74,7 @@ class LocalStack:
         return self
 
     def stop(self) -> None:
+        self.deactivate()
         if self.archive is not None:
             self.archive.stop()
         self.s3_server.stop()
@@ -101,21 +103,37 @@ class LocalStack:
         }
 
     def activate(self) -> None:
-        """Configure this process (the in-process handler) for the stack, as a deployed function is."""
-        from lambda_ingest.outcomes import reset_processor
-        from lambda_ingest.settings import reset_settings
+        """Configure this process (the in-process handler) for the stack, as a deployed function is.
 
-        os.environ.update(self.environment())
-        os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
-        os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "lambda_ingest")
-        reset_settings()
-        reset_processor()
+        `deactivate()` (and `stop()`) put the environment back, so a caller such as a test or a notebook
+        is not left pointing at a stack that is gone.
+        """
+        env = {**self.environment(), "POWERTOOLS_TRACE_DISABLED": "1", "POWERTOOLS_SERVICE_NAME": "lambda_ingest"}
+        if self._saved_env is None:
+            self._saved_env = {name: os.environ.get(name) for name in env}
+        os.environ.update(env)
+        _reset_process_state()
 
-    def queued_event(self, max_messages: int = 10) -> dict[str, Any] | None:
+    def deactivate(self) -> None:
+        """Undo `activate()`: restore the environment variables it changed."""
+        saved, self._saved_env = self._saved_env, None
+        if saved is None:
+            return
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        _reset_process_state()
+
+    def queued_event(self, max_messages: int = 10, wait_seconds: int = 0) -> dict[str, Any] | None:
         """Up to `max_messages` queued notifications as the SQS event Lambda would receive (None if empty)."""
         sqs = self.client("sqs")
         got = sqs.receive_message(
-            QueueUrl=self.queue_url, MaxNumberOfMessages=max_messages, AttributeNames=["All"]
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=max_messages,
+            AttributeNames=["All"],
+            WaitTimeSeconds=wait_seconds,
         ).get("Messages", [])
         if not got:
             return None
@@ -143,3 +161,12 @@ class LocalStack:
         for record in event["Records"]:
             if record["messageId"] not in failed:
                 sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=record["receiptHandle"])
+
+
+def _reset_process_state() -> None:
+    """Forget cached settings, clients and the idempotency-aware processor (they read the environment)."""
+    from lambda_ingest.outcomes import reset_processor
+    from lambda_ingest.settings import reset_settings
+
+    reset_settings()
+    reset_processor()

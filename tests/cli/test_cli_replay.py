@@ -1,0 +1,165 @@
+"""`lambda-ingest replay`: backfill from the landing bucket, and re-drive the dead-letter queue."""
+
+from __future__ import annotations
+
+import io
+import json
+from urllib.parse import quote_plus
+
+import pytest
+
+from lambda_ingest import cli as cli_module
+from lambda_ingest.cli import Progress, main
+from lambda_ingest.local.stack import LANDING_BUCKET
+from tests.cli.conftest import archive_frames, basename, lines
+
+
+def landing_keys(stack, prefix: str) -> list[str]:
+    listing = stack.client("s3").list_objects_v2(Bucket=LANDING_BUCKET, Prefix=prefix)
+    return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+def test_replay_ingests_everything_under_the_prefix(cli, stack, new_frame, tmp_path) -> None:
+    # Given objects already in the landing bucket (e.g. uploaded while the function was down)
+    s3 = stack.client("s3")
+    good = [new_frame(), new_frame(ext=".fits")]
+    bad = new_frame(drop=("DAY-OBS",))
+    outside = new_frame()
+    for path in (*good, bad):
+        s3.put_object(Bucket=LANDING_BUCKET, Key=f"backfill/night 1/{path.name}", Body=path.read_bytes())
+    s3.put_object(Bucket=LANDING_BUCKET, Key=f"elsewhere/{outside.name}", Body=outside.read_bytes())
+    # When the prefix is replayed
+    run = cli.run("replay", f"s3://{LANDING_BUCKET}/backfill/", "--concurrency", "2")
+    # Then the good ones are ingested and removed from the landing bucket, the bad one is reported, tagged and
+    # kept; the summary counts them by outcome; the exit code says not everything made it
+    assert run.returncode == 1, run.stderr
+    bad_uri = f"s3://{LANDING_BUCKET}/backfill/night 1/{bad.name}"
+    assert lines(run.stdout) == [
+        [bad_uri, "rejected", "missing required header DAY-OBS"],
+        ["3 objects: 2 ingested, 1 rejected"],
+    ]
+    frames = archive_frames(stack)
+    assert all(basename(path) in frames for path in good)
+    assert landing_keys(stack, "backfill/") == [f"backfill/night 1/{bad.name}"]
+    tags = s3.get_object_tagging(Bucket=LANDING_BUCKET, Key=f"backfill/night 1/{bad.name}")["TagSet"]
+    assert {"Key": "ingest-status", "Value": "rejected"} in tags
+    # And nothing outside the prefix was touched
+    assert landing_keys(stack, "elsewhere/") == [f"elsewhere/{outside.name}"]
+    assert basename(outside) not in frames
+
+
+def test_replay_exits_0_when_everything_made_it(stack, new_frame, in_process, capsys) -> None:
+    s3 = stack.client("s3")
+    for path in (new_frame(), new_frame()):
+        s3.put_object(Bucket=LANDING_BUCKET, Key=f"all-good/{path.name}", Body=path.read_bytes())
+    assert main(["replay", f"s3://{LANDING_BUCKET}/all-good/", "-v"]) == 0
+    # stdout carries results only; -v adds the engine's JSON log line per object on stderr
+    captured = capsys.readouterr()
+    assert captured.out == "2 objects: 2 ingested\n"
+    logged = [json.loads(line) for line in captured.err.splitlines() if line.startswith("{")]
+    assert [entry["outcome"] for entry in logged] == ["ingested", "ingested"]
+    assert main(["replay", f"s3://{LANDING_BUCKET}/all-good/"]) == 0
+    assert capsys.readouterr().out == "0 objects: nothing to do\n"
+
+
+def notification(key: str, etag: str) -> str:
+    """An S3 ObjectCreated notification, as S3 writes it to the queue (key URL-encoded)."""
+    record = {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": "us-east-1",
+        "eventTime": "2015-12-19T20:00:00.000Z",
+        "eventName": "ObjectCreated:Put",
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "bucket": {"name": LANDING_BUCKET, "arn": f"arn:aws:s3:::{LANDING_BUCKET}"},
+            "object": {"key": quote_plus(key), "eTag": etag},
+        },
+    }
+    return json.dumps({"Records": [record]})
+
+
+def dlq_bodies(stack) -> list[str]:
+    """The messages visible in the dead-letter queue (left visible: moto answers with all of them)."""
+    got = stack.client("sqs").receive_message(QueueUrl=stack.dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=0)
+    return sorted(m["Body"] for m in got.get("Messages", []))
+
+
+def test_replay_dlq_deletes_the_messages_it_processed_and_keeps_the_failures(
+    cli, stack, new_frame, in_process, capsys, monkeypatch
+) -> None:
+    # Given two notifications in the dead-letter queue, and one message that names nothing readable
+    s3, sqs = stack.client("s3"), stack.client("sqs")
+    frames = [new_frame(), new_frame()]
+    bodies = []
+    for path in frames:
+        key = f"dlq/{path.name}"
+        put = s3.put_object(Bucket=LANDING_BUCKET, Key=key, Body=path.read_bytes())
+        bodies.append(notification(key, put["ETag"].strip('"')))
+    garbage = "this is not an S3 notification"
+    for body in (*bodies, garbage):
+        sqs.send_message(QueueUrl=stack.dlq_url, MessageBody=body)
+    # And the archive failing the next registration
+    assert stack.archive is not None
+    stack.archive.inject(status=503, method="POST", path_prefix="frames/")
+    try:
+        # When the dead-letter queue is re-driven
+        run = cli.run("replay", "--dlq", stack.dlq_url, "--concurrency", "1")
+        # Then one frame is ingested, the other (archive 503) and the garbage message fail and stay queued
+        assert run.returncode == 1
+        assert lines(run.stdout)[-1] == ["3 objects: 1 ingested, 2 failed"]
+        ingested = [path for path in frames if basename(path) in archive_frames(stack)]
+        assert len(ingested) == 1
+        [left] = [body for body in bodies if frames[bodies.index(body)] not in ingested]
+        assert dlq_bodies(stack) == sorted([left, garbage])
+
+        # When it is re-driven again, with the archive back (in-process; moto needs no long poll to drain)
+        monkeypatch.setattr(cli_module, "DLQ_DRAIN_WAIT_SECONDS", 0)
+        assert main(["replay", "--dlq", stack.dlq_url]) == 1
+        # Then the other frame is ingested too; only the garbage stays
+        assert lines(capsys.readouterr().out)[-1] == ["2 objects: 1 ingested, 1 failed"]
+        assert all(basename(path) in archive_frames(stack) for path in frames)
+        assert dlq_bodies(stack) == [garbage]
+    finally:
+        stack.archive.clear_faults()
+        sqs.purge_queue(QueueUrl=stack.dlq_url)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["replay"],
+        ["replay", f"s3://{LANDING_BUCKET}", "--dlq", "http://queue"],
+        ["replay", LANDING_BUCKET],
+        ["replay", f"s3://{LANDING_BUCKET}", "--concurrency", "0"],
+    ],
+    ids=["nothing", "both", "not-s3", "zero-concurrency"],
+)
+def test_replay_usage_errors_exit_2(argv, capsys) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    assert done.value.code == 2
+    assert "usage: lambda-ingest replay" in capsys.readouterr().err
+
+
+def test_replay_of_a_missing_bucket_exits_1(in_process, capsys) -> None:
+    assert main(["replay", "s3://no-such-landing-bucket/"]) == 1
+    assert "no-such-landing-bucket" in capsys.readouterr().err
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_draws_on_a_terminal_only() -> None:
+    terminal, log, out = Terminal(), io.StringIO(), io.StringIO()
+    for stream in (terminal, log):
+        bar = Progress(2, "replay", stream)
+        bar.step("ingested")
+        bar.println(out, "s3://b/k\trejected\treason")
+        bar.step("rejected")
+    assert "\rreplay [###############...............] 1/2 ingested" in terminal.getvalue()
+    assert terminal.getvalue().endswith("2/2 rejected                      \n")
+    assert log.getvalue() == ""
+    assert out.getvalue() == "s3://b/k\trejected\treason\n" * 2

@@ -1,0 +1,286 @@
+"""ocs_ingester's Python API from `lambda_ingest`: same names, arguments, results and exception meanings."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from pathlib import Path
+
+import pytest
+import requests
+
+import lambda_ingest as ingester
+from lambda_ingest.record import json_safe
+from tests.conftest import ADMIN_TOKEN, ARCHIVE, real_frames
+
+NAME = "cpt1m010-kb70-20151219-0073-e00"
+
+
+@pytest.fixture(autouse=True)
+def _no_metrics_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    # ocs_ingester's metrics module looks up its OpenTSDB host when imported, unless in test mode.
+    monkeypatch.setenv("OPENTSDB_PYTHON_METRICS_TEST_MODE", "1")
+
+
+def reference_record(fileobj, **kwargs) -> dict:
+    """ocs_ingester 3.2.0's own record (whole file), JSON-safe."""
+    from ocs_ingester.ingester import validate_fits_and_create_archive_record
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # astropy's WCS fix-up notes
+        return json_safe(validate_fits_and_create_archive_record(fileobj, **kwargs))
+
+
+def frame(name: str = NAME, ext: str = ".fits.fz", seed: int = 0, **kwargs) -> io.BytesIO:
+    """A synthetic frame as a named file object, as `open()` would give."""
+    from lambda_ingest.local.synthetic import make_frame_bytes
+
+    fileobj = io.BytesIO(make_frame_bytes(name, ext, seed=seed, **kwargs))
+    fileobj.name = f"/data/{name}{ext}"
+    return fileobj
+
+
+THUMBNAIL_METADATA = {
+    "frame_basename": NAME,
+    "DATE-OBS": "2015-12-19T20:00:00",
+    "DAY-OBS": "20151219",
+    "INSTRUME": "kb70",
+    "SITEID": "cpt",
+    "TELID": "1m0a",
+}
+
+
+def jpeg(tag: bytes = b"") -> io.BytesIO:
+    return io.BytesIO(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + tag + b"\xff\xd9")
+
+
+# --- validate_fits_and_create_archive_record -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", real_frames(), ids=lambda p: p.name)
+def test_record_equals_ocs_ingesters_on_every_real_frame(path: Path) -> None:
+    with open(path, "rb") as fileobj:
+        ours = ingester.validate_fits_and_create_archive_record(fileobj)
+    with open(path, "rb") as fileobj:
+        assert ours == reference_record(fileobj)
+
+
+@pytest.mark.parametrize(
+    ("name", "ext"),
+    [(NAME, ".fits.fz"), (NAME, ".fits"), ("lsc1m005-kb78-20151109-0179-e91", "_cat.fits")],
+)
+def test_record_equals_ocs_ingesters_on_synthetic_frames(name: str, ext: str) -> None:
+    ours = ingester.validate_fits_and_create_archive_record(frame(name, ext))
+    assert ours == reference_record(frame(name, ext))
+
+
+def test_record_of_a_spectrum_bundle_equals_ocs_ingesters() -> None:
+    from lambda_ingest.local.synthetic import DEFAULT_SPECTRUM_BASENAME, write_tarball
+
+    data = io.BytesIO()
+    write_tarball(data)
+    path = f"{DEFAULT_SPECTRUM_BASENAME}.tar.gz"
+    ours = ingester.validate_fits_and_create_archive_record(io.BytesIO(data.getvalue()), path=path)
+    assert ours == reference_record(io.BytesIO(data.getvalue()), path=path)
+
+
+def test_record_of_a_pdf_from_file_metadata_equals_ocs_ingesters(fixtures_dir: Path) -> None:
+    path = fixtures_dir / "other" / "cptnrs03-fa13-20150219-0001-e92-summary.pdf"
+    metadata = {
+        "PROPID": "LCO2015A-009",
+        "DATE-OBS": "2015-02-19T20:00:00",
+        "DAY-OBS": "20150219",
+        "INSTRUME": "fa13",
+        "SITEID": "cpt",
+        "TELID": "1m0a",
+        "OBSTYPE": "SPECTRUM",
+        "BLKUID": "4567",
+    }
+    with open(path, "rb") as fileobj:
+        ours = ingester.validate_fits_and_create_archive_record(fileobj, file_metadata=dict(metadata))
+    with open(path, "rb") as fileobj:
+        assert ours == reference_record(fileobj, file_metadata=dict(metadata))
+
+
+def test_path_names_a_file_object_without_a_name() -> None:
+    anonymous = io.BytesIO(frame().getvalue())
+    record = ingester.validate_fits_and_create_archive_record(anonymous, path=f"{NAME}.fits.fz")
+    assert record["basename"] == NAME
+    with pytest.raises(ingester.DoNotRetryError, match="pass path="):
+        ingester.validate_fits_and_create_archive_record(io.BytesIO(frame().getvalue()))
+
+
+def test_missing_required_header_raises_do_not_retry() -> None:
+    from lambda_ingest.local.synthetic import lco_header
+
+    with pytest.raises(ingester.DoNotRetryError, match="DAY-OBS"):
+        ingester.validate_fits_and_create_archive_record(frame(header=lco_header(NAME, drop=("DAY-OBS",))))
+    # required_headers and blacklist_headers mean what they meant in ocs_ingester
+    with pytest.raises(ingester.DoNotRetryError, match="NOSUCHKEY"):
+        ingester.validate_fits_and_create_archive_record(frame(), required_headers=("NOSUCHKEY",))
+    record = ingester.validate_fits_and_create_archive_record(frame(), blacklist_headers=("OBJECT", "EXPTIME"))
+    assert "OBJECT" not in record["headers"]
+    assert "EXPTIME" not in record["headers"]
+
+
+# --- the upload and registration functions -------------------------------------------------------------
+
+
+def test_one_step_ingest_then_exists_then_already_ingested(s3, archive_api) -> None:
+    fileobj = frame(seed=11)
+    data = fileobj.getvalue()
+    # Given a frame the archive does not hold
+    assert ingester.frame_exists(fileobj) is False
+    # When it is uploaded and ingested in one step
+    record = ingester.upload_file_and_ingest_to_archive(fileobj)
+    # Then the result is ocs_ingester's: the record, its version_set and the archive's frameid/filename/url
+    [version] = record["version_set"]
+    assert version["md5"] == hashlib.md5(data).hexdigest()
+    assert len(version["key"]) == 32
+    assert version["extension"] == ".fits.fz"
+    assert record["basename"] == NAME
+    assert record["filename"] == f"{NAME}.fits.fz"
+    assert record["frameid"] == archive_api.frames()[0]["id"]
+    assert requests.get(record["url"], timeout=10).content == data
+    body = s3.get_object(Bucket=ARCHIVE, Key=f"cpt/kb70/20151219/raw/{NAME}.fits.fz", VersionId=version["key"])
+    assert body["Body"].read() == data
+    assert {k: v for k, v in record.items() if k not in ("version_set", "frameid", "filename", "url")} == (
+        reference_record(frame(seed=11))
+    )
+    # And then the frame exists, and ingesting it again raises NonFatalDoNotRetryError, writing nothing
+    assert ingester.frame_exists(fileobj) is True
+    with pytest.raises(ingester.NonFatalDoNotRetryError, match="Version with this md5 already exists"):
+        ingester.upload_file_and_ingest_to_archive(fileobj)
+    assert len(s3.list_object_versions(Bucket=ARCHIVE)["Versions"]) == 1
+
+
+def test_real_frame_in_one_step(s3, archive_api, fixtures_dir: Path) -> None:
+    path = fixtures_dir / "fits" / "coj1m011-kb05-20150219-0125-e90.fits.fz"
+    with open(path, "rb") as fileobj:
+        record = ingester.upload_file_and_ingest_to_archive(fileobj)
+        assert ingester.frame_exists(fileobj)
+    assert requests.get(record["url"], timeout=10).content == path.read_bytes()
+    assert archive_api.frames()[0]["basename"] == "coj1m011-kb05-20150219-0125-e90"
+
+
+def test_step_by_step_as_ocs_ingesters_docstring(s3, archive_api) -> None:
+    fileobj = frame(seed=12)
+    # The example of ocs_ingester's module docstring, unchanged but for the import
+    if not ingester.frame_exists(fileobj):
+        record = ingester.validate_fits_and_create_archive_record(fileobj)
+        version = ingester.upload_file_to_file_store(fileobj)
+        ingested = ingester.ingest_archive_record(version, record)
+    # upload_file_to_file_store returns ocs_ingester's version dict, for the object really at the canonical key
+    assert set(version) == {"key", "md5", "extension"}
+    assert version["md5"] == hashlib.md5(fileobj.getvalue()).hexdigest()
+    head = s3.head_object(Bucket=ARCHIVE, Key=f"cpt/kb70/20151219/raw/{NAME}.fits.fz", VersionId=version["key"])
+    assert head["ContentType"] == "image/fits"
+    # ingest_archive_record returns the record with the archive's answers added
+    assert ingested["version_set"] == [version]
+    assert ingested["frameid"] == archive_api.frames()[0]["id"]
+    assert ingested["filename"] == f"{NAME}.fits.fz"
+    assert requests.get(ingested["url"], timeout=10).content == fileobj.getvalue()
+    # Registering the same version again is a client error: DoNotRetryError, as ocs_ingester's 400
+    with pytest.raises(ingester.DoNotRetryError, match="md5 already exists"):
+        ingester.ingest_archive_record(version, ingester.validate_fits_and_create_archive_record(fileobj))
+
+
+def test_api_root_and_auth_token_arguments_override_the_environment(s3, archive_api, monkeypatch) -> None:
+    from lambda_ingest.settings import reset_settings
+
+    monkeypatch.setenv("API_ROOT", "http://127.0.0.1:9/")  # nothing listens there
+    monkeypatch.setenv("AUTH_TOKEN", "wrong")
+    reset_settings()
+    fileobj = frame(seed=13)
+    args = {"api_root": archive_api.api_root, "auth_token": ADMIN_TOKEN}
+    assert ingester.frame_exists(fileobj, **args) is False
+    record = ingester.upload_file_and_ingest_to_archive(fileobj, **args)
+    assert ingester.frame_exists(fileobj, **args) is True
+    assert record["frameid"] == archive_api.frames()[0]["id"]
+    # A refused token is a client error (DoNotRetryError); an unreachable archive is BackoffRetryError
+    with pytest.raises(ingester.DoNotRetryError, match="refused the token"):
+        ingester.frame_exists(fileobj, api_root=archive_api.api_root, auth_token="wrong")
+    with pytest.raises(ingester.BackoffRetryError, match="unreachable"):
+        ingester.frame_exists(fileobj)
+
+
+def test_archive_errors_map_to_ocs_ingesters_exceptions_and_leave_no_orphan(s3, archive_api) -> None:
+    # 503 on the registration: retry later, and the uploaded copy is removed again
+    archive_api.inject(status=503, method="POST", path_prefix="frames/")
+    with pytest.raises(ingester.BackoffRetryError):
+        ingester.upload_file_and_ingest_to_archive(frame(seed=14))
+    assert "Versions" not in s3.list_object_versions(Bucket=ARCHIVE)
+    # 400 on the record: do not retry, same clean-up
+    archive_api.inject(status=400, method="POST", path_prefix="frames/")
+    with pytest.raises(ingester.DoNotRetryError):
+        ingester.upload_file_and_ingest_to_archive(frame(seed=14))
+    assert "Versions" not in s3.list_object_versions(Bucket=ARCHIVE)
+
+
+def test_exceptions_keep_ocs_ingesters_names_and_hierarchy() -> None:
+    from lambda_ingest import errors
+
+    assert ingester.DoNotRetryError is errors.PermanentError
+    assert ingester.BackoffRetryError is errors.TransientError
+    assert ingester.NonFatalDoNotRetryError is errors.NotIngestedError
+    assert issubclass(errors.AlreadyIngestedError, ingester.NonFatalDoNotRetryError)
+    assert issubclass(errors.RecordError, ingester.DoNotRetryError)
+    assert issubclass(errors.ArchiveUnavailableError, ingester.BackoffRetryError)
+    assert not issubclass(ingester.NonFatalDoNotRetryError, ingester.DoNotRetryError)
+    # `from ocs_ingester.ingester import X` becomes `from lambda_ingest import X`
+    from lambda_ingest import upload_file_and_ingest_to_archive  # noqa: F401
+
+
+# --- thumbnails --------------------------------------------------------------------------------------------
+
+
+def test_thumbnail_is_posted_to_thumbnails_for_its_frame(s3, archive_api) -> None:
+    ingester.upload_file_and_ingest_to_archive(frame(seed=15))
+    image = jpeg(b"small")
+    record = ingester.upload_file_and_ingest_to_archive(
+        image,
+        path=f"{NAME}-small.jpg",
+        file_metadata=dict(THUMBNAIL_METADATA),
+        is_thumbnail=True,
+        thumbnail_size="small",
+    )
+    # Registered with thumbnails/, as ocs_ingester's post_thumbnail, with the id it returned
+    [thumbnail] = archive_api.thumbnails()
+    assert record["thumbnail_id"] == thumbnail["id"]
+    assert "frameid" not in record
+    assert (thumbnail["frame_basename"], thumbnail["size"], thumbnail["extension"]) == (NAME, "small", ".jpg")
+    assert thumbnail["basename"] == f"{NAME}-small"
+    # Stored under ocs_archive's thumbnail path, as a JPEG, at the version the archive holds
+    key = f"cpt/kb70/20151219/thumbnails/{NAME}-small.jpg"
+    stored = s3.get_object(Bucket=ARCHIVE, Key=key, VersionId=thumbnail["key"])
+    assert stored["Body"].read() == image.getvalue()
+    assert stored["ContentType"] == "image/jpg"
+    assert record["version_set"][0]["key"] == thumbnail["key"]
+
+
+def test_thumbnail_needs_its_size_and_metadata(s3, archive_api) -> None:
+    with pytest.raises(ingester.DoNotRetryError, match="thumbnail_size must be provided"):
+        ingester.upload_file_and_ingest_to_archive(
+            jpeg(), path=f"{NAME}-small.jpg", file_metadata=dict(THUMBNAIL_METADATA), is_thumbnail=True
+        )
+    incomplete = {k: v for k, v in THUMBNAIL_METADATA.items() if k != "SITEID"}
+    with pytest.raises(ingester.DoNotRetryError, match="required keywords"):
+        ingester.upload_file_and_ingest_to_archive(
+            jpeg(), path=f"{NAME}-small.jpg", file_metadata=incomplete, is_thumbnail=True, thumbnail_size="small"
+        )
+    assert archive_api.thumbnails() == []
+    assert "Versions" not in s3.list_object_versions(Bucket=ARCHIVE)
+
+
+def test_thumbnail_of_a_frame_the_archive_lacks_is_refused_and_removed(s3, archive_api) -> None:
+    with pytest.raises(ingester.DoNotRetryError, match="does not exist"):
+        ingester.upload_file_and_ingest_to_archive(
+            jpeg(b"orphan"),
+            path=f"{NAME}-large.jpg",
+            file_metadata=dict(THUMBNAIL_METADATA),
+            is_thumbnail=True,
+            thumbnail_size="large",
+        )
+    assert archive_api.thumbnails() == []
+    assert "Versions" not in s3.list_object_versions(Bucket=ARCHIVE)
