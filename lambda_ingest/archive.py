@@ -18,6 +18,7 @@ from lambda_ingest.errors import ArchiveRejectedError, ArchiveUnavailableError, 
 from lambda_ingest.settings import Settings
 
 _RETRYABLE_4XX = {408, 429}
+_NOT_HANDLED = {503, 429, 408}  # statuses that say the archive did not act on the request
 
 
 class DuplicateMd5(Exception):
@@ -56,12 +57,23 @@ class ArchiveClient:
         try:
             # Redirects are not followed: the archive's 301 for a missing slash turns a POST into a GET.
             return self._session.request(method, url, timeout=self._timeout, allow_redirects=False, **kwargs)
+        except requests.ConnectTimeout:
+            raise ArchiveUnavailableError(
+                f"{method} {path}: archive unreachable (connect timeout); will retry"
+            ) from None
         except requests.Timeout:
-            raise ArchiveUnavailableError(f"{method} {path}: archive timed out; will retry") from None
-        except requests.ConnectionError:
-            raise ArchiveUnavailableError(f"{method} {path}: archive unreachable; will retry") from None
+            # The request was sent: the archive may still act on it (e.g. commit a registration).
+            raise ArchiveUnavailableError(
+                f"{method} {path}: archive timed out; will retry", maybe_applied=True
+            ) from None
+        except requests.ConnectionError as exc:
+            raise ArchiveUnavailableError(
+                f"{method} {path}: archive unreachable; will retry", maybe_applied=not _never_sent(exc)
+            ) from None
         except requests.RequestException as exc:
-            raise ArchiveUnavailableError(f"{method} {path}: {type(exc).__name__}; will retry") from None
+            raise ArchiveUnavailableError(
+                f"{method} {path}: {type(exc).__name__}; will retry", maybe_applied=True
+            ) from None
 
     @staticmethod
     def _json(response: requests.Response, what: str) -> Any:
@@ -69,13 +81,18 @@ class ArchiveClient:
             return response.json()
         except ValueError:
             raise ArchiveUnavailableError(
-                f"{what}: archive answered {response.status_code} with a non-JSON body; will retry"
+                f"{what}: archive answered {response.status_code} with a non-JSON body; will retry",
+                maybe_applied=response.ok,
             ) from None
 
     def _raise_for(self, response: requests.Response, what: str) -> None:
         status = response.status_code
         if status >= 500 or status in _RETRYABLE_4XX:
-            raise ArchiveUnavailableError(f"{what}: archive answered {status}; will retry")
+            # A 500 can come after the archive committed (its answer failed to render); a 502/504 from a
+            # proxy while the archive kept working. 503, 429 and 408 mean the request was not handled.
+            raise ArchiveUnavailableError(
+                f"{what}: archive answered {status}; will retry", maybe_applied=status not in _NOT_HANDLED
+            )
         if 300 <= status < 400:
             raise ArchiveRejectedError(f"{what}: archive answered {status} (redirect); check API_ROOT", status=status)
         if status in (401, 403):
@@ -117,11 +134,21 @@ class ArchiveClient:
             raise DuplicateMd5()
         self._raise_for(response, what)
         if response.status_code != 201:
-            raise ArchiveUnavailableError(f"{what}: archive answered {response.status_code}, not 201")
+            raise ArchiveUnavailableError(
+                f"{what}: archive answered {response.status_code}, not 201", maybe_applied=True
+            )
         body = self._json(response, what)
         if not isinstance(body, dict) or body.get("id") is None:
-            raise ArchiveUnavailableError(f"{what}: the archive's 201 carried no id")
+            raise ArchiveUnavailableError(f"{what}: the archive's 201 carried no id", maybe_applied=True)
         return body
+
+
+def _never_sent(exc: requests.ConnectionError) -> bool:
+    """True when the connection could not be opened (refused, no route): the archive saw nothing."""
+    from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+    cause = exc.args[0] if exc.args else None
+    return isinstance(cause, MaxRetryError) and isinstance(cause.reason, NewConnectionError)
 
 
 def _detail(response: requests.Response) -> str:

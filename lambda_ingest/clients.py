@@ -24,7 +24,8 @@ def _client(service: str) -> Any:
     config = Config(
         connect_timeout=settings.s3_connect_timeout,
         read_timeout=settings.s3_read_timeout,
-        retries={"mode": "standard", "max_attempts": settings.s3_max_attempts},
+        # total_max_attempts counts the first attempt too (botocore's "max_attempts" counts only retries).
+        retries={"mode": "standard", "total_max_attempts": settings.s3_max_attempts},
         # Copies run parts in parallel; keep enough pooled connections for them.
         max_pool_connections=max(10, settings.copy_concurrency * 2),
         signature_version="s3v4" if service == "s3" else None,

@@ -21,6 +21,7 @@ IngestError                     base of everything lambda_ingest raises
 │   │                           (alias: ocs_ingester's BackoffRetryError)
 │   ├── StorageUnavailableError S3 throttling, 5xx, timeouts, connection errors
 │   └── ArchiveUnavailableError archive 5xx/408/429, timeouts, refused connections, unexpected answers
+│                               (`maybe_applied` when the archive may have registered it all the same)
 └── ConfigurationError          a setting is missing or invalid (raised at start)
 ```
 
@@ -98,7 +99,14 @@ class StorageUnavailableError(TransientError):
 
 
 class ArchiveUnavailableError(TransientError):
+    """`maybe_applied`: the archive may have acted on the request although no success reached us (a read
+    timeout, a connection dropped after sending, a 5xx other than 503/429/408)."""
+
     reason_class = "archive_unavailable"
+
+    def __init__(self, reason: str, *, maybe_applied: bool = False, obj: str | None = None) -> None:
+        self.maybe_applied = maybe_applied
+        super().__init__(reason, obj=obj)
 
 
 class ConfigurationError(IngestError):

@@ -18,8 +18,10 @@ from typing import Any
 from lambda_ingest import clients, store
 from lambda_ingest.archive import ArchiveClient, DuplicateMd5
 from lambda_ingest.errors import (
+    ArchiveUnavailableError,
     IngestError,
     ObjectChangedError,
+    ObjectGoneError,
     RecordError,
     VersionIdTooLongError,
 )
@@ -117,6 +119,12 @@ def read_record(
     else:
         # Non-FITS products (.pdf, thumbnails): ocs_ingester's file_metadata, here from S3 user metadata.
         file_metadata = {**metadata_from_user_metadata(source.metadata), **(file_metadata or {})}
+        missing = [name for name in required if name not in file_metadata]
+        if missing:
+            raise RecordError(
+                f"missing required metadata {', '.join(missing)} (S3 user metadata x-amz-meta-<name>, "
+                "or --metadata NAME=VALUE)"
+            )
         stream, bytes_read = header_stream(b"", filename), 0
     record = build_record(
         stream, filename, file_metadata, required_headers=required_headers, blacklist_headers=blacklist_headers
@@ -225,8 +233,23 @@ def ingest_source(
         # Another delivery (or a byte-identical file under another name) registered these bytes first.
         store.delete_version(settings.bucket, record.archive_key, new_version)
         result.status, result.version_id, result.bytes_copied = "already_ingested", None, 0
+        # Copies kept by earlier attempts whose registration outcome was unknown, and not registered.
+        existing = archive.find_version(record.basename, md5)
+        _sweep_orphans(settings.bucket, record.archive_key, md5, keep={existing.key} if existing else set())
         _finish(source, result, settings)
         return result
+    except ArchiveUnavailableError as exc:
+        if exc.maybe_applied:
+            # The archive may have registered this version all the same (a 500 after its commit, a timeout
+            # while it worked): deleting the copy could leave a registered version without bytes. Keep it;
+            # the next delivery finds the registration, or else its sweep removes this copy.
+            logger.warning(
+                "registration outcome unknown; keeping the archive copy for the next delivery to reconcile",
+                extra={"archive_key": record.archive_key, "version_id": new_version, "error": exc.reason},
+            )
+        else:
+            _discard_copy(settings.bucket, record.archive_key, new_version)
+        raise
     except BaseException:
         _discard_copy(settings.bucket, record.archive_key, new_version)
         raise
@@ -276,12 +299,26 @@ def _sweep_orphans(bucket: str, key: str, md5: str, keep: set[str]) -> None:
     Only versions carrying this md5 (the copy's metadata) and not registered are removed, so a
     concurrent ingest of different bytes under the same basename is never touched.
     """
-    for version_id in store.unregistered_versions_with_md5(bucket, key, md5, keep):
-        logger.info("removing orphaned archive version", extra={"archive_key": key, "version_id": version_id})
-        store.delete_version(bucket, key, version_id)
+    try:
+        for version_id in store.unregistered_versions_with_md5(bucket, key, md5, keep):
+            logger.info("removing orphaned archive version", extra={"archive_key": key, "version_id": version_id})
+            store.delete_version(bucket, key, version_id)
+    except IngestError as exc:
+        # Housekeeping only: the bytes are registered, so this must not fail (or reject) the ingest.
+        logger.warning("could not sweep orphaned archive versions", extra={"archive_key": key, "error": str(exc)})
 
 
 def _finish(source: Source, result: IngestResult, settings: Settings) -> None:
     if not settings.keep_landing_object and isinstance(source, LandingObject):
-        source.remove()
+        try:
+            source.remove()
+        except ObjectChangedError:
+            # Overwritten after it was read: the newer upload stays for its own event to ingest.
+            logger.warning(
+                "landing object replaced during the ingest; kept for its own event",
+                extra={"object": source.name, "etag": source.obj.etag},
+            )
+            return
+        except ObjectGoneError:
+            pass  # already removed (a concurrent delivery of the same object)
         result.landing_deleted = True

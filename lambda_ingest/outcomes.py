@@ -10,11 +10,13 @@
 | transient        | raises TransientError     | warning log, TransientFailures; the caller retries      |
 
 Duplicate deliveries are absorbed twice over: Powertools Idempotency (DynamoDB, keyed on bucket, key and
-version/ETag) when IDEMPOTENCY_TABLE is set, and the archive's own md5 check in the engine.
+version/ETag) when IDEMPOTENCY_TABLE is set, and the archive's own md5 check in the engine. Idempotency
+remembers successes only: rejections and skips are worked out again on every delivery (headers only).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -34,10 +36,20 @@ STATUS_TAG = "ingest-status"
 REASON_TAG = "ingest-reason"
 
 
-def _process(ref: dict[str, Any]) -> dict[str, Any]:
-    obj = ObjectRef(**{k: v for k, v in ref.items() if k != "pin"})
+def _ingest_once(ref: dict[str, Any]) -> dict[str, Any]:
+    """The part Idempotency guards: only a success is remembered, so a rejected file whose cause was fixed
+    (a header-mapping variable, the archive's configuration) is tried afresh when it is delivered again."""
+    obj = _object_ref(ref)
+    result = ingest_object(obj.bucket, obj.key, obj.version_id, obj.etag)
+    logger.info(result.status, extra=result.summary())
+    emit_emf(result)
+    opentsdb.record(result)
+    return result.summary()
+
+
+def _outcome(obj: ObjectRef, attempt: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     try:
-        result = ingest_object(obj.bucket, obj.key, obj.version_id, obj.etag)
+        return attempt()
     except NotIngestedError as exc:
         logger.warning("not ingested", extra={"outcome": "skipped", "object": obj.uri, "reason": exc.reason})
         return {"outcome": "skipped", "object": obj.uri, "reason": exc.reason}
@@ -51,10 +63,10 @@ def _process(ref: dict[str, Any]) -> dict[str, Any]:
         )
         emit_failure_emf("transient", exc.reason_class)
         raise
-    logger.info(result.status, extra=result.summary())
-    emit_emf(result)
-    opentsdb.record(result)
-    return result.summary()
+
+
+def _object_ref(ref: dict[str, Any]) -> ObjectRef:
+    return ObjectRef(**{k: v for k, v in ref.items() if k != "pin"})
 
 
 def _reject(obj: ObjectRef, exc: PermanentError) -> None:
@@ -82,7 +94,7 @@ class Processor:
     def __init__(self) -> None:
         settings = get_settings()
         self.config = None
-        self._call = _process
+        self._call = _ingest_once
         if settings.idempotency_table:
             from aws_lambda_powertools.utilities.idempotency import (
                 DynamoDBPersistenceLayer,
@@ -100,7 +112,7 @@ class Processor:
                 table_name=settings.idempotency_table, boto3_client=clients.client("dynamodb")
             )
             self._call = idempotent_function(
-                _process,
+                _ingest_once,
                 data_keyword_argument="ref",
                 persistence_store=layer,
                 config=self.config,
@@ -113,6 +125,10 @@ class Processor:
             self.config.register_lambda_context(context)
 
     def process(self, ref: ObjectRef) -> dict[str, Any]:
+        """The outcome for one object; raises TransientError when it must be retried."""
+        return _outcome(ref, lambda: self._attempt(ref))
+
+    def _attempt(self, ref: ObjectRef) -> dict[str, Any]:
         if self.config is None:
             return self._call(ref=_as_dict(ref))
         from aws_lambda_powertools.utilities.idempotency.exceptions import (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import threading
 import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,10 +29,11 @@ FIELD_LIMITS = {
     "telescope_id": 4,
     "instrument_id": 64,
     "proposal_id": 200,
-    "target_name": 100,
+    "target_name": 200,
     "primary_optical_element": 100,
 }
 MAX_INT32 = 2147483647
+_WARNINGS_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -171,7 +173,9 @@ def build_record(
     elif is_thumbnail_class(cls):
         kwargs["required_headers"] = tuple(archive_settings.REQUIRED_THUMBNAIL_METADATA)
     try:
-        with warnings.catch_warnings():
+        # catch_warnings swaps process-wide state: serialise it, or a concurrent caller's exit restores the
+        # filters mid-way and a WCS warning escapes (an error under -W error). The work is GIL-bound anyway.
+        with _WARNINGS_LOCK, warnings.catch_warnings():
             # The header-only stream ends before the data units: astropy warns that the file "may have
             # been truncated", and WCS notes header fixes. Expected; must not become errors under -W error.
             warnings.simplefilter("ignore", AstropyWarning)
@@ -219,6 +223,9 @@ def check_archive_limits(record: ArchiveRecord) -> None:
             continue
         if not str(value).isdigit() or int(value) > MAX_INT32:
             raise RecordError(f"{field} {value!r} is not an integer between 0 and {MAX_INT32}")
+    if not record.is_thumbnail and not payload.get("configuration_type"):
+        # ocs_archive turns OBSTYPE UNKNOWN into "" when it cannot infer one; the archive refuses "" (400).
+        raise RecordError("no observation type: OBSTYPE is missing, blank or UNKNOWN and could not be inferred")
     if not record.is_thumbnail and not payload.get("observation_date"):
         # The archive accepts it but hides the frame everywhere: a silent loss, so reject it.
         raise RecordError("no observation date (DATE-OBS): the archive would hide the frame")

@@ -311,9 +311,12 @@ def unregistered_versions_with_md5(bucket: str, key: str, md5: str, keep: set[st
 
 
 def delete_landing(obj: ObjectInfo) -> None:
-    """Remove the landing object that was ingested (its version, when the bucket is versioned)."""
+    """Remove the landing object that was ingested: its version when the bucket is versioned, else only
+    while it still holds the bytes ingested (a conditional delete on the ETag), so an upload that replaced
+    it meanwhile is never removed unseen. Raises ObjectChangedError when it was replaced."""
+    pin = _version_args(obj.version_id) or {"IfMatch": f'"{obj.etag}"'}
     with _s3_errors(f"delete {obj.uri}"):
-        clients.s3().delete_object(Bucket=obj.bucket, Key=obj.key, **_version_args(obj.version_id))
+        clients.s3().delete_object(Bucket=obj.bucket, Key=obj.key, **pin)
 
 
 def tag(obj: ObjectInfo, tags: dict[str, str]) -> None:

@@ -54,6 +54,9 @@ def _environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("BUCKET", ARCHIVE)
     monkeypatch.setenv("AUTH_TOKEN", ADMIN_TOKEN)
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
+    # ocs_ingester (the reference the tests compare with) would post its metrics to LCO's OpenTSDB host.
+    # The same variable switches lambda_ingest's OpenTSDB sink off; its own tests delete it.
+    monkeypatch.setenv("OPENTSDB_PYTHON_METRICS_TEST_MODE", "1")
     # moto decodes botocore's default streaming CRC trailer in pure Python (~6 MB/s); checksums only when
     # an operation requires them keeps large synthetic uploads fast. Production clients keep the default.
     monkeypatch.setenv("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")

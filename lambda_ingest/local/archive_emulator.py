@@ -1423,6 +1423,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm holds the body
+        # until the client's delayed ACK (~40 ms) on every kept-alive request. A real archive does not.
+        with suppress(OSError):
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.emulator._track(self.connection)
 
     def finish(self) -> None:

@@ -265,7 +265,7 @@ def test_thumbnail_needs_its_size_and_metadata(s3, archive_api) -> None:
             jpeg(), path=f"{NAME}-small.jpg", file_metadata=dict(THUMBNAIL_METADATA), is_thumbnail=True
         )
     incomplete = {k: v for k, v in THUMBNAIL_METADATA.items() if k != "SITEID"}
-    with pytest.raises(ingester.DoNotRetryError, match="required keywords"):
+    with pytest.raises(ingester.DoNotRetryError, match="missing required metadata SITEID"):
         ingester.upload_file_and_ingest_to_archive(
             jpeg(), path=f"{NAME}-small.jpg", file_metadata=incomplete, is_thumbnail=True, thumbnail_size="small"
         )

@@ -264,6 +264,7 @@ def test_opentsdb_metrics_use_ocs_ingester_names(s3, archive_api, queue, context
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
+        monkeypatch.delenv("OPENTSDB_PYTHON_METRICS_TEST_MODE")
         monkeypatch.setenv("OPENTSDB_HOSTNAME", "127.0.0.1")
         monkeypatch.setenv("OPENTSDB_PORT", str(server.server_address[1]))
         monkeypatch.setenv("INGESTER_PROCESS_NAME", "night-ingest")
@@ -288,8 +289,30 @@ def test_opentsdb_metrics_use_ocs_ingester_names(s3, archive_api, queue, context
 def test_opentsdb_down_never_fails_an_ingest(s3, archive_api, queue, context, monkeypatch) -> None:
     from lambda_ingest.settings import reset_settings
 
+    monkeypatch.delenv("OPENTSDB_PYTHON_METRICS_TEST_MODE")
     monkeypatch.setenv("OPENTSDB_HOSTNAME", "127.0.0.1")
     monkeypatch.setenv("OPENTSDB_PORT", "9")  # discard port: connection refused
     reset_settings()
     s3.put_object(Bucket=LANDING, Key=f"{NAME}.fits.fz", Body=frame())
     assert handler(drain(queue), context) == {"batchItemFailures": []}
+
+
+def test_idempotency_remembers_successes_not_rejections(
+    s3, archive_api, queue, context, idempotency_table, monkeypatch
+) -> None:
+    from lambda_ingest.settings import reset_settings
+
+    # Given a deployment whose token the archive refuses: the file is rejected and tagged
+    monkeypatch.setenv("AUTH_TOKEN", "not-the-archive-token")
+    reset_settings()
+    s3.put_object(Bucket=LANDING, Key=f"{NAME}.fits.fz", Body=frame())
+    event = drain(queue)
+    assert handler(event, context) == {"batchItemFailures": []}
+    tags = s3.get_object_tagging(Bucket=LANDING, Key=f"{NAME}.fits.fz")["TagSet"]
+    assert {"Key": "ingest-status", "Value": "rejected"} in tags
+    # When the token is fixed and the same event is delivered again (a redrive)
+    monkeypatch.setenv("AUTH_TOKEN", ADMIN_TOKEN)
+    reset_settings()
+    assert handler(event, context) == {"batchItemFailures": []}
+    # Then it ingests: the rejection was not remembered as the event's outcome
+    assert len(archive_api.versions()) == 1
