@@ -33,7 +33,7 @@ from lambda_ingest.errors import (
     RecordError,
     RetryError,
 )
-from lambda_ingest.ingest import ingest_source, read_record, storage_class_for
+from lambda_ingest.ingest import ingest_source, put_into_archive, read_record
 from lambda_ingest.observability import opentsdb
 from lambda_ingest.record import split_filename
 from lambda_ingest.settings import get_settings
@@ -106,14 +106,7 @@ def upload_file_to_file_store(
     settings = get_settings()
     record, _ = read_record(source, file_metadata)
     md5 = source.md5()
-    version = source.put_into_archive(
-        settings.bucket,
-        record.archive_key,
-        content_type=record.content_type,
-        content_disposition=record.content_disposition,
-        storage_class=storage_class_for(record, settings),
-        metadata={"md5": md5},
-    )
+    version = put_into_archive(source, record, md5, settings)
     return {"key": version, "md5": md5, "extension": record.extension}
 
 

@@ -140,6 +140,18 @@ def storage_class_for(record: ArchiveRecord, settings: Settings) -> str:
     return "STANDARD"
 
 
+def put_into_archive(source: Source, record: ArchiveRecord, md5: str, settings: Settings) -> str:
+    """Copy (or upload) the source to its canonical key; the md5 in the metadata lets a sweep recognise it."""
+    return source.put_into_archive(
+        settings.bucket,
+        record.archive_key,
+        content_type=record.content_type,
+        content_disposition=record.content_disposition,
+        storage_class=storage_class_for(record, settings),
+        metadata={"md5": md5},
+    )
+
+
 def ingest_object(
     bucket: str,
     key: str,
@@ -212,14 +224,7 @@ def ingest_source(
         return result
 
     with stage("copy", timings):
-        new_version = source.put_into_archive(
-            settings.bucket,
-            record.archive_key,
-            content_type=record.content_type,
-            content_disposition=record.content_disposition,
-            storage_class=storage_class_for(record, settings),
-            metadata={"md5": md5},
-        )
+        new_version = put_into_archive(source, record, md5, settings)
     result.version_id, result.bytes_copied = new_version, source.size
     try:
         if len(new_version) > MAX_VERSION_ID:

@@ -153,6 +153,10 @@ def stream_md5(obj: ObjectInfo) -> str:
     return digest.hexdigest()
 
 
+def _object_attributes(content_type: str, content_disposition: str, metadata: dict[str, str] | None) -> dict[str, Any]:
+    return {"ContentType": content_type, "ContentDisposition": content_disposition, "Metadata": dict(metadata or {})}
+
+
 def copy_to_archive(
     obj: ObjectInfo,
     dest_bucket: str,
@@ -166,11 +170,7 @@ def copy_to_archive(
     """Server-side copy of exactly `obj` (its version/ETag) to the archive; returns the new VersionId."""
     settings = get_settings()
     source: dict[str, str] = {"Bucket": obj.bucket, "Key": obj.key, **_version_args(obj.version_id)}
-    extra: dict[str, Any] = {
-        "ContentType": content_type,
-        "ContentDisposition": content_disposition,
-        "Metadata": dict(metadata or {}),
-    }
+    extra = _object_attributes(content_type, content_disposition, metadata)
     what = f"copy {obj.uri} -> s3://{dest_bucket}/{dest_key}"
     if obj.size <= settings.copy_multipart_threshold:
         with _s3_errors(what):
@@ -252,12 +252,7 @@ def upload_to_archive(
     """Upload a local file object to the archive bucket; returns the new VersionId."""
     settings = get_settings()
     s3 = clients.s3()
-    extra: dict[str, Any] = {
-        "ContentType": content_type,
-        "ContentDisposition": content_disposition,
-        "StorageClass": storage_class,
-        "Metadata": dict(metadata or {}),
-    }
+    extra = {**_object_attributes(content_type, content_disposition, metadata), "StorageClass": storage_class}
     what = f"upload to s3://{dest_bucket}/{dest_key}"
     if size <= settings.copy_multipart_threshold:
         with _s3_errors(what):

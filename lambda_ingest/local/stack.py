@@ -23,6 +23,26 @@ DLQ_NAME = "lambda-ingest-dlq"
 IDEMPOTENCY_TABLE = "lambda-ingest-idempotency"
 
 
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str = REGION) -> dict[str, Any]:
+    """The SQS event Lambda's event source mapping builds from received messages (ReceiveMessage shape)."""
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": region,
+            }
+            for m in messages
+        ]
+    }
+
+
 class LocalStack:
     def __init__(self, *, archive_db: str = ":memory:") -> None:
         self.s3_server = LocalS3Server()
@@ -135,24 +155,7 @@ class LocalStack:
             AttributeNames=["All"],
             WaitTimeSeconds=wait_seconds,
         ).get("Messages", [])
-        if not got:
-            return None
-        return {
-            "Records": [
-                {
-                    "messageId": m["MessageId"],
-                    "receiptHandle": m["ReceiptHandle"],
-                    "body": m["Body"],
-                    "attributes": m.get("Attributes", {}),
-                    "messageAttributes": {},
-                    "md5OfBody": m["MD5OfBody"],
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": self.queue_arn,
-                    "awsRegion": REGION,
-                }
-                for m in got
-            ]
-        }
+        return sqs_event(got, self.queue_arn) if got else None
 
     def acknowledge(self, event: dict[str, Any], failures: list[dict[str, str]]) -> None:
         """What the event source mapping does: delete the messages that did not fail."""

@@ -50,28 +50,15 @@ def queue(s3):
 
 def drain(queue) -> dict:
     """Every message moto produced, as the SQS event Lambda's event source mapping would deliver."""
+    from lambda_ingest.local.stack import sqs_event
+
     sqs, url, arn = queue
-    records = []
-    while True:
-        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
-        if not got:
-            break
+    messages = []
+    while got := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        messages.extend(got)
         for m in got:
-            records.append(
-                {
-                    "messageId": m["MessageId"],
-                    "receiptHandle": m["ReceiptHandle"],
-                    "body": m["Body"],
-                    "attributes": {"ApproximateReceiveCount": "1"},
-                    "messageAttributes": {},
-                    "md5OfBody": m["MD5OfBody"],
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": arn,
-                    "awsRegion": "us-east-1",
-                }
-            )
             sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-    return {"Records": records}
+    return sqs_event(messages, arn)
 
 
 def frame(name: str = NAME, **kwargs) -> bytes:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
+from lambda_ingest.local.stack import sqs_event
 from tests.conftest import ARCHIVE, LANDING
 
 REGION = "us-east-1"
@@ -73,22 +74,7 @@ class IngestQueue:
 
     def event(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
         """The SQS event Lambda builds from received messages."""
-        return {
-            "Records": [
-                {
-                    "messageId": m["MessageId"],
-                    "receiptHandle": m["ReceiptHandle"],
-                    "body": m["Body"],
-                    "attributes": m.get("Attributes", {}),
-                    "messageAttributes": {},
-                    "md5OfBody": m["MD5OfBody"],
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": self.arn,
-                    "awsRegion": REGION,
-                }
-                for m in messages
-            ]
-        }
+        return sqs_event(messages, self.arn, REGION)
 
     def deliver_once(self, handler: Callable[..., Any], context: Any, limit: int = 10) -> Invocation | None:
         """Receive one batch and invoke the handler with it; then do what Lambda does with the response.
