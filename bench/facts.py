@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from infra.bundling import tree_size  # the same measure the CDK bundler prints and checks
+from infra.sizes import tree_size  # the same measure the CDK bundler prints and checks
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "lambda_ingest"

@@ -39,6 +39,7 @@ from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
 
 from infra import constants as c
+from infra.sizes import tree_size
 
 # Bump when the layout or the strip rules change: it is part of the cache key and the asset hash.
 BUNDLER_VERSION = "1"
@@ -146,18 +147,6 @@ def strip_tree(root: Path) -> None:
         for f in filenames:
             if f.endswith(STRIP_SUFFIXES):
                 (here / f).unlink()
-
-
-def tree_size(root: Path) -> tuple[int, int]:
-    """(bytes, files) of a directory: the unzipped size Lambda counts against its 250 MB."""
-    total = files = 0
-    for dirpath, _, filenames in os.walk(root):
-        for f in filenames:
-            p = Path(dirpath, f)
-            if not p.is_symlink():
-                total += p.stat().st_size
-                files += 1
-    return total, files
 
 
 def pip_install(target: Path, spec: DependencySpec) -> None:
