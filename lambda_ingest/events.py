@@ -7,7 +7,7 @@ markers yield nothing.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -22,6 +22,7 @@ class ObjectRef:
     etag: str | None = None
     size: int | None = None
     event_time: str | None = None
+    receive_count: int | None = None  # SQS ApproximateReceiveCount; None when not delivered through SQS
 
     @property
     def uri(self) -> str:
@@ -77,16 +78,15 @@ def from_eventbridge(event: dict[str, Any]) -> list[ObjectRef]:
     return [] if ref.key.endswith("/") else [ref]
 
 
-def from_message_body(body: str) -> list[ObjectRef]:
+def from_message_body(body: str, receive_count: int | None = None) -> list[ObjectRef]:
     """An SQS message body: an S3 notification, an EventBridge event, or an SNS envelope of either."""
     payload = json.loads(body)
     if isinstance(payload, dict) and payload.get("Type") == "Notification" and "Message" in payload:
         payload = json.loads(payload["Message"])  # S3 -> SNS -> SQS fan-out
     if not isinstance(payload, dict):
         raise ValueError("message body is not a JSON object")
-    if is_eventbridge_event(payload):
-        return from_eventbridge(payload)
-    return from_s3_notification(payload)
+    refs = from_eventbridge(payload) if is_eventbridge_event(payload) else from_s3_notification(payload)
+    return [replace(ref, receive_count=receive_count) for ref in refs]
 
 
 def object_refs(event: dict[str, Any]) -> list[ObjectRef]:

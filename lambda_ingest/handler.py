@@ -41,7 +41,9 @@ def _process_refs(refs: list[events.ObjectRef]) -> list[dict[str, Any]]:
 
 
 def _sqs_record(record: SQSRecord) -> list[dict[str, Any]]:
-    return _process_refs(events.from_message_body(record.body))
+    # Read from the raw attributes: the data class raises KeyError when SQS did not send the count.
+    count = (record.raw_event.get("attributes") or {}).get("ApproximateReceiveCount")
+    return _process_refs(events.from_message_body(record.body, int(count) if count else None))
 
 
 @logger.inject_lambda_context(log_event=False, clear_state=True)

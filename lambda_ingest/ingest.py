@@ -159,8 +159,13 @@ def ingest_object(
     etag: str | None = None,
     *,
     file_metadata: dict[str, Any] | None = None,
+    first_delivery: bool = False,
 ) -> IngestResult:
-    """Ingest one landing object. Raises the errors of `lambda_ingest.errors`, naming the object."""
+    """Ingest one landing object. Raises the errors of `lambda_ingest.errors`, naming the object.
+
+    `first_delivery`: the queue says no earlier attempt of this message ran (SQS receive count 1), so no
+    crashed attempt can have left an archive copy behind and the orphan sweep (one listing) is skipped.
+    """
     try:
         obj = store.head(bucket, key, version_id)
         if etag and not version_id and obj.etag != etag.strip('"'):
@@ -168,7 +173,7 @@ def ingest_object(
                 f"the landing object was overwritten after the event (event ETag {etag.strip(chr(34))}, "
                 f"now {obj.etag}); the newer upload is ingested through its own event"
             )
-        return ingest_source(LandingObject(obj), file_metadata=file_metadata)
+        return ingest_source(LandingObject(obj), file_metadata=file_metadata, sweep=not first_delivery)
     except IngestError as exc:
         raise exc.for_object(f"s3://{bucket}/{key}") from exc.__cause__
 
@@ -181,6 +186,7 @@ def ingest_source(
     blacklist_headers: tuple[str, ...] | None = None,
     archive: ArchiveClient | None = None,
     check_only: bool = False,
+    sweep: bool = True,
 ) -> IngestResult:
     """The steps after HEAD, for any source (landing object or local file)."""
     settings = get_settings()
@@ -216,7 +222,8 @@ def ingest_source(
             result.status, result.version_id = "already_ingested", existing.key
             result.frame_id, result.url = existing.frame_id, existing.url
             if not check_only:
-                _sweep_orphans(settings.bucket, record.archive_key, md5, keep={existing.key})
+                if sweep:
+                    _sweep_orphans(settings.bucket, record.archive_key, md5, keep={existing.key})
                 _finish(source, result, settings)
             return result
     if check_only:
@@ -262,7 +269,8 @@ def ingest_source(
     result.url = body.get("url")
     result.record = {**record.payload, "version_set": _payload(record, new_version, md5)["version_set"]}
     registered = {v.get("key") for v in body.get("version_set") or [] if isinstance(v, dict)}
-    _sweep_orphans(settings.bucket, record.archive_key, md5, keep=registered | {new_version})
+    if sweep:
+        _sweep_orphans(settings.bucket, record.archive_key, md5, keep=registered | {new_version})
     _finish(source, result, settings)
     return result
 

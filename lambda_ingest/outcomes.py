@@ -40,7 +40,7 @@ def _ingest_once(ref: dict[str, Any]) -> dict[str, Any]:
     """The part Idempotency guards: only a success is remembered, so a rejected file whose cause was fixed
     (a header-mapping variable, the archive's configuration) is tried afresh when it is delivered again."""
     obj = _object_ref(ref)
-    result = ingest_object(obj.bucket, obj.key, obj.version_id, obj.etag)
+    result = ingest_object(obj.bucket, obj.key, obj.version_id, obj.etag, first_delivery=obj.receive_count == 1)
     logger.info(result.status, extra=result.summary())
     emit_emf(result)
     opentsdb.record(result)
@@ -153,6 +153,7 @@ def _as_dict(ref: ObjectRef) -> dict[str, Any]:
         "etag": ref.etag,
         "size": ref.size,
         "event_time": ref.event_time,
+        "receive_count": ref.receive_count,
         "pin": ref.version_id or ref.etag or "",
     }
 

@@ -303,3 +303,25 @@ def test_idempotency_remembers_successes_not_rejections(
     assert handler(event, context) == {"batchItemFailures": []}
     # Then it ingests: the rejection was not remembered as the event's outcome
     assert len(archive_api.versions()) == 1
+
+
+def test_orphan_sweep_runs_only_on_redelivery(s3, archive_api, queue, context) -> None:
+    from lambda_ingest import clients
+
+    listings: list[str] = []
+    clients.s3().meta.events.register("before-call.s3.ListObjectVersions", lambda **kw: listings.append("list"))
+    s3.put_object(Bucket=LANDING, Key=f"{NAME}.fits.fz", Body=frame())
+    event = drain(queue)
+    for record in event["Records"]:
+        record["attributes"] = {"ApproximateReceiveCount": "1"}
+    # A first delivery cannot follow a crashed attempt: no listing of the archive key's versions
+    assert handler(event, context) == {"batchItemFailures": []}
+    assert listings == []
+    # A redelivery (receive count 2) sweeps
+    other = "cpt1m010-kb70-20151219-0075-e00"
+    s3.put_object(Bucket=LANDING, Key=f"{other}.fits.fz", Body=frame(other, seed=3))
+    event = drain(queue)
+    for record in event["Records"]:
+        record["attributes"] = {"ApproximateReceiveCount": "2"}
+    assert handler(event, context) == {"batchItemFailures": []}
+    assert listings == ["list"]
