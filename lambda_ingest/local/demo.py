@@ -91,7 +91,7 @@ def real_samples(folder: str) -> list[Sample]:
     return [Sample(f"real/{p.relative_to(root).as_posix()}", p.read_bytes(), "real frame") for p in paths]
 
 
-class _OutcomeLog:
+class OutcomeLog:
     """Reads the handler's structured log lines (one per outcome) from the Powertools logger's stream."""
 
     def __init__(self) -> None:
@@ -101,7 +101,7 @@ class _OutcomeLog:
         self._handler = logger.registered_handler
         self._buffer = io.StringIO()
 
-    def __enter__(self) -> _OutcomeLog:
+    def __enter__(self) -> OutcomeLog:
         self._stream = self._handler.setStream(self._buffer)
         self._level = self._logger.log_level
         self._logger.setLevel(logging.INFO)  # the outcome lines are INFO, whatever POWERTOOLS_LOG_LEVEL says
@@ -202,7 +202,7 @@ def _run_handler(
 
     rows: list[dict[str, Any]] = []
     # The handler's EMF metrics go to stdout in Lambda; here they would drown the table.
-    with _OutcomeLog() as log, contextlib.redirect_stdout(io.StringIO()):
+    with OutcomeLog() as log, contextlib.redirect_stdout(io.StringIO()):
         for _ in range(1000):  # bounded: each pass takes up to 10 messages
             event = stack.queued_event(wait_seconds=wait_seconds)
             if event is None:
