@@ -254,3 +254,59 @@ def test_version_id_longer_than_32_is_a_clear_permanent_error(s3, archive_api) -
         ingest_object(LANDING, NAME + ".fits.fz")
     assert archive_versions(s3, "cpt/") == []  # the copy was removed
     assert s3.list_objects_v2(Bucket=LANDING)["KeyCount"] == 1
+
+
+PDF_METADATA = {
+    "propid": "LCO2015B-001",
+    "date-obs": "2015-12-19T18:22:15.000",
+    "day-obs": "20151219",
+    "instrume": "kb70",
+    "siteid": "cpt",
+    "telid": "1m0a",
+    "obstype": "EXPOSE",
+    "blkuid": "123456",
+}
+
+
+def test_pdf_takes_its_metadata_from_s3_user_metadata(s3, archive_api, posted) -> None:
+    # Given a PDF whose metadata rides on the upload as x-amz-meta-* (S3 lower-cases the names)
+    name = "cpt1m010-kb70-20151219-0073-e92-summary"
+    upload(s3, name + ".pdf", b"%PDF-1.4 summary", Metadata=PDF_METADATA)
+    # When it is ingested
+    result = ingest_object(LANDING, name + ".pdf")
+    # Then the record carries the metadata under ocs_archive's upper-case names, at the canonical key
+    assert result.status == "ingested"
+    assert result.archive_key == f"cpt/kb70/20151219/raw/{name}.pdf"  # no RLEVEL: level 0, as ocs_ingester
+    headers = posted[-1]["headers"]
+    assert headers["PROPID"] == "LCO2015B-001" and headers["DAY-OBS"] == "20151219"
+    assert posted[-1]["configuration_type"] == "EXPOSE"
+
+
+def test_pdf_without_metadata_names_what_is_missing(s3, archive_api) -> None:
+    name = "cpt1m010-kb70-20151219-0073-e92-summary"
+    upload(s3, name + ".pdf", b"%PDF-1.4 summary", Metadata={k: v for k, v in PDF_METADATA.items() if k != "propid"})
+    with pytest.raises(RecordError, match="missing required metadata PROPID"):
+        ingest_object(LANDING, name + ".pdf")
+
+
+def test_thumbnail_registers_with_thumbnails_endpoint(s3, archive_api) -> None:
+    # Given the frame, then its thumbnail with frame_basename and size as user metadata
+    upload(s3, NAME + ".fits.fz", synthetic())
+    ingest_object(LANDING, NAME + ".fits.fz")
+    thumb = {
+        "frame_basename": NAME,
+        "size": "small",
+        "date-obs": "2015-12-19T18:22:15.000",
+        "day-obs": "20151219",
+        "instrume": "kb70",
+        "siteid": "cpt",
+        "telid": "1m0a",
+    }
+    upload(s3, NAME + "-small.jpg", b"\xff\xd8\xff\xe0 jpeg", Metadata=thumb)
+    result = ingest_object(LANDING, NAME + "-small.jpg")
+    # Then it is POSTed to thumbnails/ and stored under ocs_archive's thumbnail path
+    [thumbnail] = archive_api.thumbnails()
+    assert (thumbnail["frame_basename"], thumbnail["size"]) == (NAME, "small")
+    assert result.archive_key == f"cpt/kb70/20151219/thumbnails/{NAME}-small.jpg"
+    stored = s3.get_object(Bucket=ARCHIVE, Key=result.archive_key, VersionId=result.version_id)
+    assert stored["ContentType"] == "image/jpg"
