@@ -233,6 +233,7 @@ def ingest_source(
     with stage("copy", timings):
         new_version = put_into_archive(source, record, md5, settings)
     result.version_id, result.bytes_copied = new_version, source.size
+    payload = _payload(record, new_version, md5)
     try:
         if len(new_version) > MAX_VERSION_ID:
             raise VersionIdTooLongError(
@@ -240,7 +241,7 @@ def ingest_source(
                 f"the archive stores at most {MAX_VERSION_ID} (AWS S3 issues 32)"
             )
         with stage("register", timings):
-            body = archive.post(_endpoint(record), _payload(record, new_version, md5))
+            body = archive.post(_endpoint(record), payload)
     except DuplicateMd5:
         # Another delivery (or a byte-identical file under another name) registered these bytes first.
         store.delete_version(settings.bucket, record.archive_key, new_version)
@@ -267,7 +268,7 @@ def ingest_source(
         raise
     result.frame_id = body.get("id")
     result.url = body.get("url")
-    result.record = {**record.payload, "version_set": _payload(record, new_version, md5)["version_set"]}
+    result.record = payload
     registered = {v.get("key") for v in body.get("version_set") or [] if isinstance(v, dict)}
     if sweep:
         _sweep_orphans(settings.bucket, record.archive_key, md5, keep=registered | {new_version})
