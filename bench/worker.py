@@ -65,24 +65,6 @@ def _cpu() -> float:
     return time.process_time()  # user + system time of every thread, at a finer grain than os.times()
 
 
-class LambdaContext:
-    """The attributes Powertools reads from the Lambda context."""
-
-    function_name = "lambda-ingest-bench"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:lambda-ingest-bench"
-    aws_request_id = "bench"
-    log_group_name = "/aws/lambda/lambda-ingest-bench"
-    log_stream_name = "bench"
-
-    def __init__(self, timeout_s: float = 900.0) -> None:
-        self._deadline = time.monotonic() + timeout_s
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
-
-
 def s3_event(bucket: str, key: str, size: int, etag: str, multipart: bool) -> dict[str, Any]:
     """An S3 ObjectCreated notification as S3 sends it (key URL-encoded, unversioned landing bucket)."""
     return {
@@ -156,7 +138,9 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
     from lambda_ingest.handler import handler
 
     import_s = time.perf_counter() - start
-    context = LambdaContext()
+    from lambda_ingest.local.context import LocalContext
+
+    context = LocalContext(function_name="lambda-ingest-bench")
 
     def invoke(key: str, size: int, etag: str, multipart: bool) -> dict[str, Any]:
         # The deployed path: the S3 notification inside an SQS message, first receive. The handler's one

@@ -309,27 +309,15 @@ DLQ_VISIBILITY_SECONDS = 900  # long enough for a slow ingest; failed messages a
 DLQ_DRAIN_WAIT_SECONDS = 1
 
 
-class _CommandContext:
-    """Stands in for the Lambda context the handler gets, for Idempotency (IDEMPOTENCY_TABLE set).
-
-    Idempotency marks each object "in progress" until the remaining time of the invocation runs out; without
-    a context that mark would outlive a crashed command by days and block the object's retries.
-    """
-
-    function_name = "lambda-ingest-replay"
-    aws_request_id = "lambda-ingest-replay"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return DLQ_VISIBILITY_SECONDS * 1000
-
-
 def cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
     """Ingest objects already in the landing bucket, or re-drive the dead-letter queue."""
     from lambda_ingest.outcomes import processor
 
     _apply_common(args)
-    processor().use_context(_CommandContext())
+    from lambda_ingest.local.context import LocalContext
+
+    # Idempotency's "in progress" mark of a crashed replay then expires with the DLQ visibility timeout.
+    processor().use_context(LocalContext(function_name="lambda-ingest-replay", timeout_s=DLQ_VISIBILITY_SECONDS))
     with _engine_output(args.verbose):
         counts = _replay_dlq(args, out) if args.dlq else _replay_bucket(args, out)
     out.write(_summary_line(counts, "object") + "\n")

@@ -22,6 +22,7 @@ from typing import Any, TextIO
 import requests
 
 from lambda_ingest.local import synthetic
+from lambda_ingest.local.context import LocalContext
 from lambda_ingest.local.stack import ARCHIVE_BUCKET, LANDING_BUCKET, LocalStack
 
 
@@ -123,17 +124,6 @@ class OutcomeLog:
         return lines
 
 
-class _Context:
-    function_name = "lambda-ingest-demo"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:lambda-ingest-demo"
-    aws_request_id = "demo"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 300_000
-
-
 class _Status:
     """One status line: rewritten in place on a terminal; elsewhere (logs, CI) only its final state is kept."""
 
@@ -207,7 +197,7 @@ def _run_handler(
             event = stack.queued_event(wait_seconds=wait_seconds)
             if event is None:
                 break
-            response = handler(event, _Context())
+            response = handler(event, LocalContext(function_name="lambda-ingest-demo", timeout_s=300))
             stack.acknowledge(event, response.get("batchItemFailures", []))
             rows = log.outcomes()
             if status is not None:

@@ -5,27 +5,16 @@ from __future__ import annotations
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import quote_plus
 
 import pytest
 
 from lambda_ingest.handler import handler
+from lambda_ingest.local.context import LocalContext as LambdaContext
 from tests.conftest import ADMIN_TOKEN, ARCHIVE, LANDING
 
 NAME = "cpt1m010-kb70-20151219-0073-e00"
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "lambda-ingest-test"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:lambda-ingest-test"
-    aws_request_id: str = "11111111-2222-3333-4444-555555555555"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
 
 
 @pytest.fixture

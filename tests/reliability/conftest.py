@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.reliability.support import FAULT_MARKER, IngestQueue, LambdaContext, LogCapture, S3Faults, make_queue
+from lambda_ingest.local.context import LocalContext as LambdaContext
+from tests.reliability.support import FAULT_MARKER, IngestQueue, LogCapture, S3Faults, make_queue
 
 
 @pytest.fixture

@@ -28,17 +28,6 @@ class Crash(BaseException):
     """A Lambda killed mid-flight (timeout, out of memory): no `except Exception` and no cleanup runs."""
 
 
-@dataclass
-class LambdaContext:
-    function_name: str = "lambda-ingest-reliability"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:lambda-ingest-reliability"
-    aws_request_id: str = "00000000-0000-0000-0000-000000000007"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 300_000
-
-
 # --------------------------------------------------------------------------------------------------------
 # SQS: the landing bucket's notifications, delivered to the handler as the event source mapping does
 # --------------------------------------------------------------------------------------------------------
