@@ -1212,14 +1212,19 @@ class ArchiveEmulator:
     def _list_versions(self, request: _Request) -> _Response:
         # The archive's VersionViewSet declares `filter_fields`, which django-filter 25 no longer reads:
         # ?md5= (and every other filter) is ignored and all versions come back.
-        query = parse_qs(request.query, keep_blank_values=True)
-        limit, offset = _page_bounds(query)
+        return self._paged(request, "versions", "created DESC, id DESC", self._version_for_api)
+
+    def _paged(
+        self, request: _Request, table: str, order: str, serialize: Callable[[sqlite3.Row], dict[str, Any]]
+    ) -> _Response:
+        """A DRF limit/offset page of every row of `table` (a constant name, never user input)."""
+        limit, offset = _page_bounds(parse_qs(request.query, keep_blank_values=True))
         with self._db_lock:
-            total = self._conn.execute("SELECT count(*) FROM versions").fetchone()[0]
+            total = self._conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             rows = self._conn.execute(
-                "SELECT * FROM versions ORDER BY created DESC, id DESC LIMIT ? OFFSET ?", (limit, offset)
+                f"SELECT * FROM {table} ORDER BY {order} LIMIT ? OFFSET ?", (limit, offset)
             ).fetchall()
-            results = [self._version_for_api(row) for row in rows]
+            results = [serialize(row) for row in rows]
         return _json(200, _page(request, total, limit, offset, results))
 
     def _version_for_api(self, version: sqlite3.Row) -> dict[str, Any]:
@@ -1324,15 +1329,7 @@ class ArchiveEmulator:
         }
 
     def _list_thumbnails(self, request: _Request) -> _Response:
-        query = parse_qs(request.query, keep_blank_values=True)
-        limit, offset = _page_bounds(query)
-        with self._db_lock:
-            total = self._conn.execute("SELECT count(*) FROM thumbnails").fetchone()[0]
-            rows = self._conn.execute(
-                "SELECT * FROM thumbnails ORDER BY id DESC LIMIT ? OFFSET ?", (limit, offset)
-            ).fetchall()
-            results = [self._thumbnail_body(row) for row in rows]
-        return _json(200, _page(request, total, limit, offset, results))
+        return self._paged(request, "thumbnails", "id DESC", self._thumbnail_body)
 
     def _thumbnail_detail(self, pk: str) -> _Response:
         with self._db_lock:
