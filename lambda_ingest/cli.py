@@ -20,7 +20,6 @@ import contextlib
 import logging
 import os
 import sys
-import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -78,12 +77,9 @@ def _engine_output(verbose: bool) -> Iterator[None]:
 
     The engine's structured log lines go to stderr (only with -v: the command line prints its own lines),
     and CloudWatch EMF blobs, which Powertools prints to stdout and which mean nothing outside Lambda, are
-    dropped. astropy's notes on header fix-ups (WCS "obsfix" and the like) are silenced for the whole run:
-    set here, once, in the main thread, because `warnings.catch_warnings` is process-wide and not
-    thread-safe, so the engine's own per-record silencing can be undone by another worker thread.
+    dropped. (astropy's header fix-up warnings are silenced where records are built, under a lock that
+    keeps it safe across replay's worker threads.)
     """
-    from astropy.utils.exceptions import AstropyWarning
-
     from lambda_ingest.observability import logger
 
     handler = logger.registered_handler
@@ -91,12 +87,7 @@ def _engine_output(verbose: bool) -> Iterator[None]:
     previous_level = logger.log_level
     logger.setLevel(logging.INFO if verbose else logging.CRITICAL)
     try:
-        with (
-            warnings.catch_warnings(),
-            open(os.devnull, "w") as sink,
-            contextlib.redirect_stdout(sink),
-        ):
-            warnings.simplefilter("ignore", AstropyWarning)
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
             yield
     finally:
         logger.setLevel(previous_level)
