@@ -35,7 +35,9 @@ RangeReader = Callable[[int, int], bytes]
 
 @dataclass(frozen=True)
 class HeaderLimits:
-    initial_read: int = 36 * BLOCK
+    """Hard limits of a header walk (a hostile file must not exhaust memory or time); settings override them."""
+
+    initial_read: int = 36 * BLOCK  # a typical LCO header (~1,000 cards) in one request
     max_bytes: int = 2 * 1024 * 1024
     max_cards: int = 5000
     max_hdus: int = 16

@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from lambda_ingest.errors import ConfigurationError
+from lambda_ingest.fits_header import HeaderLimits
 
 GIB = 1024**3
 MIB = 1024**2
@@ -93,11 +94,12 @@ class Settings:
     copy_concurrency: int = 8
     keep_landing_object: bool = False
     # Header reading limits (a hostile file must not exhaust memory or time)
-    header_initial_read: int = 36 * 2880  # 101 KiB: a typical LCO header (~1000 cards) in one request
-    header_max_bytes: int = 2 * MIB
-    header_max_cards: int = 5000
-    header_max_hdus: int = 16
-    tar_max_scan_bytes: int = 256 * MIB
+    # (defaults are fits_header.HeaderLimits': a ~1,000-card LCO header in one 101 KiB request, ...)
+    header_initial_read: int = HeaderLimits.initial_read
+    header_max_bytes: int = HeaderLimits.max_bytes
+    header_max_cards: int = HeaderLimits.max_cards
+    header_max_hdus: int = HeaderLimits.max_hdus
+    tar_max_scan_bytes: int = HeaderLimits.tar_max_scan_bytes
     md5_chunk_size: int = 8 * MIB
     # Handler
     idempotency_table: str | None = None
