@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any, TextIO
 
-from lambda_ingest.errors import IngestError, PermanentError
+from lambda_ingest.errors import IngestError, RejectedError
 
 # Status words printed in the second column; the engine's outcomes plus the command line's own.
 INGESTED = "ingested"
@@ -125,7 +125,7 @@ def _positive_int(text: str) -> int:
 
 
 def _classify(exc: BaseException) -> str:
-    return REJECTED if isinstance(exc, PermanentError) else FAILED
+    return REJECTED if isinstance(exc, RejectedError) else FAILED
 
 
 def _reason(exc: BaseException) -> str:

@@ -23,7 +23,7 @@ from lambda_ingest.errors import (
     ObjectChangedError,
     ObjectGoneError,
     RecordError,
-    VersionIdTooLongError,
+    StorageAccessError,
 )
 from lambda_ingest.fits_header import HeaderLimits, walk_headers, walk_tar_member_headers
 from lambda_ingest.observability import logger, stage
@@ -236,7 +236,7 @@ def ingest_source(
     payload = _payload(record, new_version, md5)
     try:
         if len(new_version) > MAX_VERSION_ID:
-            raise VersionIdTooLongError(
+            raise StorageAccessError(
                 f"the archive bucket issued VersionId {new_version!r} ({len(new_version)} characters); "
                 f"the archive stores at most {MAX_VERSION_ID} (AWS S3 issues 32)"
             )

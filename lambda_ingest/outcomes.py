@@ -22,9 +22,10 @@ from typing import Any
 
 from lambda_ingest import clients, store
 from lambda_ingest.errors import (
+    BackoffRetryError,
     IngestError,
-    NotIngestedError,
-    PermanentError,
+    NonFatalDoNotRetryError,
+    RejectedError,
     TransientError,
 )
 from lambda_ingest.events import ObjectRef
@@ -50,10 +51,10 @@ def _ingest_once(ref: dict[str, Any]) -> dict[str, Any]:
 def _outcome(obj: ObjectRef, attempt: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     try:
         return attempt()
-    except NotIngestedError as exc:
+    except NonFatalDoNotRetryError as exc:
         logger.warning("not ingested", extra={"outcome": "skipped", "object": obj.uri, "reason": exc.reason})
         return {"outcome": "skipped", "object": obj.uri, "reason": exc.reason}
-    except PermanentError as exc:
+    except RejectedError as exc:
         _reject(obj, exc)
         return {"outcome": "rejected", "object": obj.uri, "reason": exc.reason, "class": exc.reason_class}
     except TransientError as exc:
@@ -69,7 +70,7 @@ def _object_ref(ref: dict[str, Any]) -> ObjectRef:
     return ObjectRef(**{k: v for k, v in ref.items() if k != "pin"})
 
 
-def _reject(obj: ObjectRef, exc: PermanentError) -> None:
+def _reject(obj: ObjectRef, exc: RejectedError) -> None:
     logger.error(
         "rejected",
         extra={
@@ -140,9 +141,9 @@ class Processor:
             return self._call(ref=_as_dict(ref))
         except IdempotencyAlreadyInProgressError:
             # A concurrent delivery of the same object is working on it; retry later to read its outcome.
-            raise TransientError("another delivery of this object is in progress", obj=ref.uri) from None
+            raise BackoffRetryError("another delivery of this object is in progress", obj=ref.uri) from None
         except IdempotencyPersistenceLayerError as exc:
-            raise TransientError(f"idempotency table unavailable: {type(exc).__name__}", obj=ref.uri) from None
+            raise BackoffRetryError(f"idempotency table unavailable: {type(exc).__name__}", obj=ref.uri) from None
 
 
 def _as_dict(ref: ObjectRef) -> dict[str, Any]:

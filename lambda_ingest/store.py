@@ -2,7 +2,7 @@
 
 Every botocore error is translated here into the project's error tree, so callers never see
 ClientError: a missing object is ObjectGoneError, a changed one ObjectChangedError, throttling/5xx/
-timeouts StorageUnavailableError, and access/configuration problems PermanentError.
+timeouts StorageUnavailableError, and access/configuration problems StorageAccessError.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from lambda_ingest import clients
 from lambda_ingest.errors import (
     ObjectChangedError,
     ObjectGoneError,
-    PermanentError,
+    StorageAccessError,
     StorageUnavailableError,
 )
 from lambda_ingest.settings import get_settings
@@ -79,7 +79,7 @@ def translate(exc: Exception, what: str) -> Exception:
             return ObjectChangedError(f"{what}: the object changed since the event (ETag no longer matches)")
         if code in _TRANSIENT or status >= 500 or status == 429:
             return StorageUnavailableError(f"{what}: S3 answered {code or status}; will retry")
-        return PermanentError(f"{what}: S3 refused ({code or status}): {exc.response['Error'].get('Message')}")
+        return StorageAccessError(f"{what}: S3 refused ({code or status}): {exc.response['Error'].get('Message')}")
     if isinstance(exc, BotoCoreError):  # timeouts, connection errors, incomplete reads
         return StorageUnavailableError(f"{what}: {type(exc).__name__}; will retry")
     return exc
@@ -193,7 +193,7 @@ def copy_to_archive(
         resp = _multipart_copy(obj, source, dest_bucket, dest_key, storage_class, extra, what)
     version_id = resp.get("VersionId")
     if not version_id:
-        raise PermanentError(f"{what}: the archive bucket returned no VersionId (is versioning enabled?)")
+        raise StorageAccessError(f"{what}: the archive bucket returned no VersionId (is versioning enabled?)")
     return str(version_id)
 
 
@@ -285,7 +285,7 @@ def upload_to_archive(
             raise
     version_id = resp.get("VersionId")
     if not version_id:
-        raise PermanentError(f"{what}: the archive bucket returned no VersionId (is versioning enabled?)")
+        raise StorageAccessError(f"{what}: the archive bucket returned no VersionId (is versioning enabled?)")
     return str(version_id)
 
 

@@ -221,9 +221,10 @@ def test_archive_errors_map_to_ocs_ingesters_exceptions_and_leave_no_orphan(s3, 
 def test_exceptions_keep_ocs_ingesters_names_and_hierarchy() -> None:
     from lambda_ingest import errors
 
-    assert ingester.DoNotRetryError is errors.PermanentError
-    assert ingester.BackoffRetryError is errors.TransientError
-    assert ingester.NonFatalDoNotRetryError is errors.NotIngestedError
+    assert ingester.DoNotRetryError is errors.DoNotRetryError
+    assert ingester.BackoffRetryError is errors.BackoffRetryError
+    assert ingester.NonFatalDoNotRetryError is errors.NonFatalDoNotRetryError
+    assert ingester.RetryError is errors.RetryError
     assert issubclass(errors.AlreadyIngestedError, ingester.NonFatalDoNotRetryError)
     assert issubclass(errors.RecordError, ingester.DoNotRetryError)
     assert issubclass(errors.ArchiveUnavailableError, ingester.BackoffRetryError)

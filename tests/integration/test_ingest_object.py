@@ -245,12 +245,12 @@ def ingest_object_after_upload(s3, name: str, data: bytes):
 
 
 def test_version_id_longer_than_32_is_a_clear_permanent_error(s3, archive_api) -> None:
-    from lambda_ingest.errors import VersionIdTooLongError
+    from lambda_ingest.errors import StorageAccessError
     from lambda_ingest.local.s3 import uninstall_aws_style_version_ids
 
     uninstall_aws_style_version_ids()  # moto's own 36-character ids, as MinIO would issue
     upload(s3, NAME + ".fits.fz", synthetic())
-    with pytest.raises(VersionIdTooLongError, match=r"\(36 characters\); the archive stores at most 32"):
+    with pytest.raises(StorageAccessError, match=r"\(36 characters\); the archive stores at most 32"):
         ingest_object(LANDING, NAME + ".fits.fz")
     assert archive_versions(s3, "cpt/") == []  # the copy was removed
     assert s3.list_objects_v2(Bucket=LANDING)["KeyCount"] == 1
