@@ -302,6 +302,10 @@ DLQ_DRAIN_WAIT_SECONDS = 1
 
 def cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
     """Ingest objects already in the landing bucket, or re-drive the dead-letter queue."""
+    if args.enqueue:  # the deployed fleet ingests them: only notifications are sent from here
+        from lambda_ingest.enqueue import cmd_enqueue
+
+        return cmd_enqueue(args, out)
     from lambda_ingest.outcomes import processor
 
     _apply_common(args)
@@ -471,6 +475,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("target", nargs="?", metavar="s3://landing-bucket[/prefix]")
     replay.add_argument("--dlq", metavar="QUEUE_URL", help="re-drive this dead-letter queue instead")
+    replay.add_argument(
+        "--enqueue",
+        metavar="QUEUE_URL",
+        help="send one S3 notification per object to this (deployed) ingest queue instead of ingesting here",
+    )
     replay.add_argument(
         "--concurrency", type=_positive_int, default=4, metavar="N", help="objects in flight (default 4)"
     )
