@@ -501,9 +501,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="fewer, smaller sample frames")
     demo.set_defaults(func=cmd_demo, subparser=demo)
 
-    from lambda_ingest import backfill
+    from lambda_ingest import audit, backfill
 
     backfill.add_parser(sub).set_defaults(func=backfill.cmd_backfill)
+    audit.add_parser(sub).set_defaults(func=audit.cmd_audit)
     return parser
 
 
