@@ -116,6 +116,8 @@ class Report:
             self.counts[finding.kind] += 1
             self.fixable[finding.kind] += finding.fixable
             self.fixed[finding.kind] += finding.fixed
+            if finding.kind == REJECTED_LANDING:
+                self.rejected_reasons[finding.detail] += 1
             kept = self.examples.setdefault(finding.kind, [])
             if len(kept) < self.options.max_examples:
                 kept.append({"uri": finding.uri, "detail": finding.detail, "fixed": finding.fixed})
@@ -348,10 +350,7 @@ class Auditor:
                 except ObjectGoneError:
                     continue  # ingested (and removed) while we looked
                 if tags.get(STATUS_TAG) == "rejected":
-                    reason = tags.get(REASON_TAG, "")
-                    with self.report._lock:
-                        self.report.rejected_reasons[reason] += 1
-                    self.report.add(Finding(REJECTED_LANDING, uri, reason))
+                    self.report.add(Finding(REJECTED_LANDING, uri, tags.get(REASON_TAG, "")))
                     continue
                 self.report.add(self._stale(bucket, item, uri, modified))
                 self.ticker.tick("landing")
@@ -407,17 +406,23 @@ class Auditor:
         registered = self._registered(basename)
         for version in versions:
             if version["VersionId"] not in registered:
-                self.report.add(self._orphan(bucket, key, version, basename))
+                finding = self._orphan(bucket, key, version, basename)
+                if finding is not None:
+                    self.report.add(finding)
 
-    def _orphan(self, bucket: str, key: str, version: dict[str, Any], basename: str) -> Finding:
+    def _orphan(self, bucket: str, key: str, version: dict[str, Any], basename: str) -> Finding | None:
+        from botocore.exceptions import ClientError
+
         from lambda_ingest import store
 
         version_id, modified = version["VersionId"], version["LastModified"]
         uri = f"s3://{bucket}/{key}?versionId={version_id}"
         try:
             md5 = self.s3.head_object(Bucket=bucket, Key=key, VersionId=version_id).get("Metadata", {}).get("md5")
-        except Exception:  # gone meanwhile (a sweep removed it): nothing left to report
-            return Finding(ORPHAN_VERSION, uri, "not registered; removed while audited", fixed=True)
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                return None  # removed since it was listed (an ingest's own sweep): nothing left to report
+            raise store.translate(exc, f"head {uri}") from exc
         old_enough = (self.now - modified).total_seconds() >= self.options.min_age
         detail = f"not registered ({_age(modified, self.now)} old, md5 metadata {md5 or 'absent'})"
         fixable = bool(md5) and old_enough
