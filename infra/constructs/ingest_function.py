@@ -18,7 +18,7 @@ version per change and the queue's event source mapping invokes the `live` alias
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Annotations, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
@@ -120,6 +120,9 @@ class IngestFunction(Construct):
         # version: the only kind SnapStart restores from a snapshot.
         self.alias = lambda_.Alias(
             self, "Alias", alias_name=c.FUNCTION_ALIAS_NAME, version=self.function.current_version
+        )
+        Annotations.of(self.function).acknowledge_warning(
+            "@aws-cdk/aws-lambda:snapStartRequirePublish", "current_version publishes; the alias is what runs"
         )
         suppress(
             self.function,
