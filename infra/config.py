@@ -31,8 +31,11 @@ FIXED_ALLOWANCE_S = 60
 # plus an estimate for that record, and reports the records it did not start as batch item failures.
 # The timeout must therefore hold the margin, one record of the largest expected size, and the rest of a
 # full batch of ordinary frames, or records are pushed back (and count towards the DLQ) on every receive.
+# Both equal the handler's own constants (SAFETY_MARGIN_MS, PER_RECORD_MS in lambda_ingest/handler.py;
+# tests/infra/test_infra_config.py compares them), and `largest_record_seconds` is never below the
+# handler's estimate for that size, so the largest object is always started by a fresh invocation.
 HANDLER_MARGIN_S = 10
-ORDINARY_RECORD_S = 2  # an ordinary frame: a few S3 round trips, a server-side copy, the archive POST
+ORDINARY_RECORD_S = 3  # an ordinary frame: header reads, a server-side copy, the archive POST, the delete
 LAMBDA_MAX_TIMEOUT_S = 900
 SQS_MAX_VISIBILITY_S = 12 * 3600
 

@@ -104,6 +104,8 @@ REJECTED_REASON_DIMENSION = "reason"
 SYSTEM_FAULT_METRIC = "SystemFaults"
 SKIPPED_METRIC = "FilesSkipped"
 AUDIT_METRIC = "AuditInconsistencies"
+AUDIT_INCOMPLETE_METRIC = "AuditIncomplete"  # 1 when a scheduled run reached its time limit
+EVENT_PUBLISH_FAILURES_METRIC = "EventPublishFailures"  # an outcome event EventBridge did not take
 # The events the function publishes (docs/events.md) and the example rule's pattern.
 EVENT_SOURCE = "lambda_ingest"
 ARCHIVED_DETAIL_TYPE = "Frame Archived"

@@ -67,6 +67,7 @@ class IngestStack(Stack):
             queue=self.queueing.queue,
             dead_letter_queue=self.queueing.dead_letter_queue,
             audit_function=self.audit.function if self.audit else None,
+            publishes_events=self.events.bus is not None,
         )
         self._excuse_notification_handler()
         self._warn_if_batch_prefix_notifies(config)

@@ -26,11 +26,9 @@ class BatchOperationsRole(Construct):
         self.role = iam.Role(
             self,
             "Role",
-            assumed_by=iam.ServicePrincipal(
-                "batchoperations.s3.amazonaws.com",
-                # Only jobs of this account may assume it (confused-deputy guard).
-                conditions={"StringEquals": {"aws:SourceAccount": Stack.of(self).account}},
-            ),
+            # The trust policy of AWS's own examples (S3 user guide, "Granting permissions for Batch
+            # Operations"): the service principal alone; who may pass the role is iam:PassRole's business.
+            assumed_by=iam.ServicePrincipal("batchoperations.s3.amazonaws.com"),
             description="lambda_ingest: S3 Batch Operations invokes the ingest alias, reads manifests, writes reports",
         )
         # The alias ARN only (not `function:*`): a job runs the published, SnapStart-enabled version.

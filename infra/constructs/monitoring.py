@@ -52,6 +52,7 @@ class Monitoring(Construct):
         queue: sqs.IQueue,
         dead_letter_queue: sqs.IQueue,
         audit_function: lambda_.IFunction | None = None,
+        publishes_events: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         # No KMS key: CloudWatch cannot publish to a topic under the AWS-managed SNS key, and alarm
@@ -125,7 +126,21 @@ class Monitoring(Construct):
                 "overwrites uploads.",
             ),
         }
+        if publishes_events:
+            self.alarms["EventPublishFailures"] = self._outcome_alarm(
+                c.EVENT_PUBLISH_FAILURES_METRIC,
+                0,
+                "Outcome events were not published (best effort: the files themselves were ingested); the "
+                "function's warning log names the EventBridge error, e.g. a missing events:PutEvents.",
+            )
         if audit_function is not None:
+            self.alarms["AuditIncomplete"] = self._outcome_alarm(
+                c.AUDIT_INCOMPLETE_METRIC,
+                0,
+                "The scheduled audit reached its time limit before covering everything: narrow it with a "
+                "prefix in the schedule's input, or run `lambda-ingest audit` from a workstation.",
+                period=Duration.hours(1),
+            )
             self.alarms["AuditInconsistencies"] = self._outcome_alarm(
                 c.AUDIT_METRIC,
                 0,

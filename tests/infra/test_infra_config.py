@@ -80,6 +80,19 @@ def test_timeout_holds_the_handlers_margin_one_largest_record_and_the_rest_of_a_
         load_config({"batch_size": 400, "batching_window_seconds": 5})
 
 
+def test_the_rule_uses_the_handlers_own_margin_and_per_record_time() -> None:
+    handler = pytest.importorskip("lambda_ingest.handler")
+    if not hasattr(handler, "SAFETY_MARGIN_MS"):
+        pytest.skip("this lambda_ingest.handler has no time budget yet (issue 10)")
+    config = load_config({"max_object_gib": 8})
+    largest = int(config.max_object_gib * 1024**3)
+
+    assert HANDLER_MARGIN_S * 1000 == handler.SAFETY_MARGIN_MS
+    assert ORDINARY_RECORD_S * 1000 == handler.PER_RECORD_MS
+    # A fresh invocation always starts the largest expected object.
+    assert config.function_timeout_seconds * 1000 >= handler.record_budget_ms(largest)
+
+
 @pytest.mark.parametrize(
     ("key", "suggestion"),
     [("max_concurency", "max_concurrency"), ("batchsize", "batch_size"), ("snap_start", "snapstart")],

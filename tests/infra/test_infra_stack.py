@@ -437,6 +437,8 @@ def test_alarms_cover_queues_function_and_outcomes_and_notify_the_topic(default_
         f'SELECT SUM({c.REJECTED_METRIC}) FROM "{c.METRICS_NAMESPACE}"': (10, "GreaterThanThreshold", 300),
         f'SELECT SUM({c.SYSTEM_FAULT_METRIC}) FROM "{c.METRICS_NAMESPACE}"': (0, "GreaterThanThreshold", 300),
         f'SELECT SUM({c.SKIPPED_METRIC}) FROM "{c.METRICS_NAMESPACE}"': (10, "GreaterThanThreshold", 300),
+        # Publishing is best effort, so a failure to publish is alarmed rather than failing the ingest.
+        f'SELECT SUM({c.EVENT_PUBLISH_FAILURES_METRIC}) FROM "{c.METRICS_NAMESPACE}"': (0, "GreaterThanThreshold", 300),
     }
     for alarm in alarms:
         assert alarm["Properties"]["AlarmActions"] == [topic_ref]
@@ -586,6 +588,7 @@ def test_scheduled_audit_runs_the_audit_handler_read_only_and_alarms_on_inconsis
     assert not [a for a in granted if a.startswith(("s3:Put", "s3:Delete", "s3:Abort", "events:"))]
     queries = [alarm_query(a) for a in imported_synth.resources("AWS::CloudWatch::Alarm").values()]
     assert f'SELECT SUM({c.AUDIT_METRIC}) FROM "{c.METRICS_NAMESPACE}"' in queries
+    assert f'SELECT SUM({c.AUDIT_INCOMPLETE_METRIC}) FROM "{c.METRICS_NAMESPACE}"' in queries
     assert f'SELECT SUM({c.REJECTED_METRIC}) FROM "{c.METRICS_NAMESPACE}"' in queries
     rejected = [
         a["Properties"]["Threshold"]
