@@ -291,7 +291,7 @@ def test_context_tuning_reaches_the_template(imported_synth: Any) -> None:
 
 
 # --- secret ------------------------------------------------------------------------------------------
-def test_created_secret_has_no_value_in_the_template_and_only_the_functions_read_it(default_synth: Any) -> None:
+def test_created_secret_has_no_value_in_the_template_and_only_the_function_reads_it(default_synth: Any) -> None:
     secret_id = logical_id(default_synth, default_synth.stack.ingest.secret)
     secret = default_synth.only("AWS::SecretsManager::Secret")["Properties"]
     role_arn = {"Fn::GetAtt": [logical_id(default_synth, default_synth.stack.ingest.role), "Arn"]}
