@@ -110,13 +110,14 @@ def store_with_ocs_archive(
 
     cls = filestore_class(settings)
     kwargs: dict[str, Any] = {}
+    where = f"FILESTORE_TYPE={settings.filestore_type}"
     if issubclass(cls, FileSystemStore):
         root = settings.filesystem_storage_root_dir or ""
         _check_inside(root, key)
         kwargs["root_dir"] = root
+        where += f": writing {os.path.join(root, key)}"
     basename, extension = split_filename(filename)
     stored = _StoredFile(_OpenFile(fileobj, basename, extension, md5), key, content_type)
-    where = f"{settings.filestore_type} file store at {key}"
     try:
         version = cls(**kwargs).store_file(stored)
     except FileStoreConnectionError as exc:
