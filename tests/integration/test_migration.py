@@ -290,3 +290,26 @@ def test_the_function_refuses_a_file_store_other_than_s3_at_start(s3, archive_ap
     assert archive_versions(s3) == []
     assert s3.list_objects_v2(Bucket=LANDING)["KeyCount"] == 1
     assert not any(tmp_path.iterdir())
+
+
+def test_both_commands_store_in_the_local_file_store(s3, archive_api, monkeypatch, tmp_path: Path, capsys) -> None:
+    from lambda_ingest.cli import main, ocs_ingest_frame
+
+    root = tmp_path / "store"
+    configure_lambda_ingest(monkeypatch, FILESTORE_TYPE="local", FILESYSTEM_STORAGE_ROOT_DIR=str(root))
+    first, second = tmp_path / "night1" / PATH, tmp_path / "night2" / PATH
+    for path, seed in ((first, 9), (second, 10)):
+        path.parent.mkdir()
+        path.write_bytes(frame(seed=seed).getvalue())
+    # When ocs_ingester's script ingests a frame, then it is stored at its canonical path under the root
+    with pytest.raises(SystemExit) as done:
+        ocs_ingest_frame([str(first)])
+    assert done.value.code == 0, capsys.readouterr().out
+    assert (root / RELATIVE_PATH).read_bytes() == first.read_bytes()
+    # When `lambda-ingest ingest` ingests a new reduction of it, then it replaces the file there (ocs_archive's
+    # local store keeps no versions), and the archive holds both versions, keyed by md5
+    assert main(["ingest", str(second)]) == 0
+    assert (root / RELATIVE_PATH).read_bytes() == second.read_bytes()
+    md5s = [hashlib.md5(p.read_bytes()).hexdigest() for p in (second, first)]
+    assert [v["key"] for v in archive_api.frames()[0]["version_set"]] == md5s
+    assert archive_versions(s3) == []
