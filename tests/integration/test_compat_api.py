@@ -337,6 +337,14 @@ FAILURES = {
         lambda: ingester.frame_exists(frame(seed=27)),
         ingester.BackoffRetryError,
     ),
+    "archive times out": (
+        lambda mp, arch, tmp: (
+            arch.inject(delay=0.3, method="GET", path_prefix="frames/"),
+            _env(mp, HTTP_READ_TIMEOUT="0.05"),
+        ),
+        lambda: ingester.upload_file_and_ingest_to_archive(frame(seed=34)),
+        ingester.BackoffRetryError,
+    ),
     "archive refuses connections": (
         lambda mp, arch, tmp: _env(mp, API_ROOT="http://127.0.0.1:9/"),
         lambda: ingester.ingest_archive_record({"key": "k", "md5": "m", "extension": ".fits.fz"}, {}),
