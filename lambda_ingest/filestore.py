@@ -60,10 +60,10 @@ def require_s3_filestore(settings: Settings) -> None:
 
 
 class _OpenFile:
-    """What ocs_archive's stores read of a DataFile's `open_file`."""
+    """What ocs_archive's local and dummy stores read of a DataFile's `open_file`."""
 
-    def __init__(self, fileobj: BinaryIO, basename: str, extension: str, md5: str) -> None:
-        self._fileobj, self.basename, self.extension, self._md5 = fileobj, basename, extension, md5
+    def __init__(self, fileobj: BinaryIO, extension: str, md5: str) -> None:
+        self._fileobj, self.extension, self._md5 = fileobj, extension, md5
 
     def get_md5(self) -> str:
         return self._md5  # already streamed once by the engine; ocs_archive's would read the file into memory
@@ -72,36 +72,19 @@ class _OpenFile:
         self._fileobj.seek(0)
         return self._fileobj
 
-    def __len__(self) -> int:
-        self._fileobj.seek(0, os.SEEK_END)
-        size = self._fileobj.tell()
-        self._fileobj.seek(0)
-        return size
-
 
 class _StoredFile:
-    """The part of ocs_archive's DataFile its file stores use, from the record already built from the header
+    """The part of ocs_archive's DataFile those stores use, from the record already built from the header
     blocks (building a real DataFile would parse the whole file a second time)."""
 
-    def __init__(self, open_file: _OpenFile, path: str, content_type: str) -> None:
-        self.open_file, self._path, self._content_type = open_file, path, content_type
+    def __init__(self, open_file: _OpenFile, path: str) -> None:
+        self.open_file, self._path = open_file, path
 
     def get_filestore_path(self) -> str:
         return self._path
 
-    def get_filestore_content_type(self) -> str:
-        return self._content_type
 
-
-def store_with_ocs_archive(
-    settings: Settings,
-    fileobj: BinaryIO,
-    key: str,
-    *,
-    filename: str,
-    md5: str,
-    content_type: str,
-) -> str:
+def store_with_ocs_archive(settings: Settings, fileobj: BinaryIO, key: str, *, filename: str, md5: str) -> str:
     """Store through ocs_archive's FileStore for FILESTORE_TYPE (not s3); returns the version key."""
     from ocs_archive.storage.filestore import FileStoreConnectionError
     from ocs_archive.storage.filesystemstore import FileSystemStore
@@ -116,8 +99,8 @@ def store_with_ocs_archive(
         _check_inside(root, key)
         kwargs["root_dir"] = root
         where += f": writing {os.path.join(root, key)}"
-    basename, extension = split_filename(filename)
-    stored = _StoredFile(_OpenFile(fileobj, basename, extension, md5), key, content_type)
+    _, extension = split_filename(filename)
+    stored = _StoredFile(_OpenFile(fileobj, extension, md5), key)
     try:
         version = cls(**kwargs).store_file(stored)
     except FileStoreConnectionError as exc:
@@ -129,7 +112,7 @@ def store_with_ocs_archive(
 
 def translate_os_error(exc: OSError, what: str) -> IngestError:
     """A local I/O error: retry later when it can clear by itself, else an operator must fix something."""
-    detail = exc.strerror or type(exc).__name__
+    detail = exc.strerror or str(exc) or type(exc).__name__
     if exc.errno in _TRANSIENT_ERRNOS:
         return StorageUnavailableError(f"{what}: {detail}")
     return StorageAccessError(f"{what}: {detail}")

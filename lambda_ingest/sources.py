@@ -128,9 +128,7 @@ class LocalFile:
         metadata: dict[str, str] = attrs.get("metadata") or {}  # type: ignore[assignment]
         md5 = metadata.get("md5") or self.md5()
         with self.stream() as body:
-            return filestore.store_with_ocs_archive(
-                get_settings(), body, key, filename=self.filename, md5=md5, content_type=str(attrs["content_type"])
-            )
+            return filestore.store_with_ocs_archive(get_settings(), body, key, filename=self.filename, md5=md5)
 
     def discard_from_archive(self, bucket: str, key: str, version_id: str) -> None:
         # ocs_archive's local store keeps no versions: the file just written replaced the one at that path,
