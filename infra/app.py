@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from aws_cdk import App, Aspects, Environment
 from cdk_nag import AwsSolutionsChecks
 
-from infra.config import load_config
+from infra.config import ConfigError, check_known_keys, load_config
 from infra.stack import IngestStack
 
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
@@ -28,6 +29,8 @@ def cdk_json_context(path: Path = CDK_JSON) -> dict[str, Any]:
 def build_app(context: Mapping[str, Any] | None = None, outdir: str | None = None) -> tuple[App, IngestStack]:
     """The app with its one stack. `context=None` leaves context to the CDK CLI (cdk.json and `-c`)."""
     app = App(context=dict(context) if context is not None else None, outdir=outdir)
+    # Everything the CLI passed (cdk.json, cdk.context.json, -c) and CDK's own keys, which are skipped.
+    check_known_keys(app.node.get_all_context())
     config = load_config(app.node.try_get_context)
     env = None
     if os.environ.get("CDK_DEFAULT_ACCOUNT") and os.environ.get("CDK_DEFAULT_REGION"):
@@ -40,7 +43,12 @@ def build_app(context: Mapping[str, Any] | None = None, outdir: str | None = Non
 
 
 def main() -> None:
-    app, _ = build_app()
+    try:
+        app, _ = build_app()
+    except ConfigError as exc:
+        # One line, no traceback: the CDK CLI shows the app's stderr as is, then its own exit line.
+        print(f"lambda_ingest: {exc} (cdk context: -c KEY=VALUE or cdk.json; docs/deploy.md)", file=sys.stderr)
+        sys.exit(2)
     app.synth()
 
 

@@ -7,14 +7,17 @@ Invalid values raise `ConfigError` naming the key, at synth time, before anythin
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from infra import constants as c
+from lambda_ingest.archive_env import ARCHIVE_ENV_NAMES, is_archive_env_name, validate_archive_env
+from lambda_ingest.errors import ConfigurationError
 
 PLACEHOLDER_API_ROOT = "https://archive-api.example.invalid/"
 
@@ -24,6 +27,15 @@ PLACEHOLDER_API_ROOT = "https://archive-api.example.invalid/"
 MD5_STREAM_MIB_PER_S = 50
 SERVER_COPY_MIB_PER_S = 200
 FIXED_ALLOWANCE_S = 60
+# The handler's time budget: it starts a record only while the remaining time exceeds its safety margin
+# plus an estimate for that record, and reports the records it did not start as batch item failures.
+# The timeout must therefore hold the margin, one record of the largest expected size, and the rest of a
+# full batch of ordinary frames, or records are pushed back (and count towards the DLQ) on every receive.
+# Both equal the handler's own constants (SAFETY_MARGIN_MS, PER_RECORD_MS in lambda_ingest/handler.py;
+# tests/infra/test_infra_config.py compares them), and `largest_record_seconds` is never below the
+# handler's estimate for that size, so the largest object is always started by a fresh invocation.
+HANDLER_MARGIN_S = 10
+ORDINARY_RECORD_S = 3  # an ordinary frame: header reads, a server-side copy, the archive POST, the delete
 LAMBDA_MAX_TIMEOUT_S = 900
 SQS_MAX_VISIBILITY_S = 12 * 3600
 
@@ -32,6 +44,12 @@ LOG_RETENTION_DAYS = (
 )
 # Context keys that would put a credential into the template: refused outright.
 FORBIDDEN_CONTEXT_KEYS = ("auth_token", "token", "api_token", "AUTH_TOKEN", "archive_token")
+
+# A project key is plain snake_case; CDK's own keys (`@aws-cdk/...` flags, `aws:cdk:...`, lookups with
+# `:`/`=`, `cdk-...`) never are, so only plain keys are checked against CONTEXT_KEYS.
+PROJECT_KEY = re.compile(r"^[a-z][a-z0-9_]*$")
+SCHEDULE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\([^()]+\))$")
+EVENT_BUS_NAME = re.compile(r"^[A-Za-z0-9._-]{1,256}$")
 
 SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$")
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -81,6 +99,14 @@ CONTEXT_KEYS: tuple[ContextKey, ...] = (
     ContextKey("archive_env", {}, "JSON object of ocs_archive header-mapping variables passed to the function"),
     ContextKey("alarm_email", None, "subscribe this address to the alarm topic"),
     ContextKey("oldest_message_alarm_minutes", 60, "alarm when the oldest ingest message is older than N min"),
+    ContextKey("rejected_alarm_threshold", 10, "alarm when more than N files are rejected in 5 minutes"),
+    ContextKey("system_fault_alarm_threshold", 0, "alarm when more than N system faults occur in 5 minutes"),
+    ContextKey("skipped_alarm_threshold", 10, "alarm when more than N objects are skipped in 5 minutes"),
+    ContextKey("snapstart", True, "Lambda SnapStart on published versions; the queue invokes the 'live' alias"),
+    ContextKey("event_bus", "create", "outcome events: 'create' a bus, the account's 'default' bus, a name, 'none'"),
+    ContextKey("archived_frames_queue", False, "example rule: 'Frame Archived' events -> a new SQS queue"),
+    ContextKey("audit_schedule", None, "run the audit on this EventBridge schedule, e.g. 'rate(1 day)'"),
+    ContextKey("batch_operations_prefix", "batch-operations/", "landing prefix for Batch Operations manifests/reports"),
     ContextKey("bundling", "pip", "'pip': real bundle with dependencies; 'source': package only (tests)"),
     ContextKey("bundle_pin_versions", True, "pin bundled dependencies to the versions in the running venv"),
     ContextKey("nag", True, "run cdk-nag AwsSolutions checks during synth"),
@@ -122,17 +148,37 @@ class IngestConfig:
     archive_env: Mapping[str, str] = field(default_factory=dict)
     alarm_email: str | None = None
     oldest_message_alarm_minutes: int = 60
+    rejected_alarm_threshold: int = 10
+    system_fault_alarm_threshold: int = 0
+    skipped_alarm_threshold: int = 10
+    snapstart: bool = True
+    event_bus: str = "create"
+    archived_frames_queue: bool = False
+    audit_schedule: str | None = None
+    batch_operations_prefix: str = "batch-operations/"
     bundling: str = "pip"
     bundle_pin_versions: bool = True
     nag: bool = True
 
     @property
-    def function_timeout_seconds(self) -> int:
-        """Long enough to md5-stream and multipart-copy the largest expected object, plus an allowance."""
-        if self.timeout_override is not None:
-            return self.timeout_override
+    def largest_record_seconds(self) -> int:
+        """md5-stream and multipart-copy the largest expected object, plus a fixed allowance."""
         mib = self.max_object_gib * 1024
         return math.ceil(FIXED_ALLOWANCE_S + mib / MD5_STREAM_MIB_PER_S + mib / SERVER_COPY_MIB_PER_S)
+
+    @property
+    def required_timeout_seconds(self) -> int:
+        """The time budget rule (docs/deploy.md): margin + largest record + the rest of a batch of ordinary ones."""
+        return HANDLER_MARGIN_S + self.largest_record_seconds + (self.batch_size - 1) * ORDINARY_RECORD_S
+
+    @property
+    def function_timeout_seconds(self) -> int:
+        return self.timeout_override if self.timeout_override is not None else self.required_timeout_seconds
+
+    @property
+    def event_bus_name(self) -> str | None:
+        """EVENT_BUS_NAME for the function; None when publishing is off ('create' is resolved by the stack)."""
+        return None if self.event_bus == "none" else self.event_bus
 
     @property
     def visibility_timeout_seconds(self) -> int:
@@ -144,11 +190,20 @@ class IngestConfig:
     def placeholder_api_root(self) -> bool:
         return self.api_root == PLACEHOLDER_API_ROOT
 
-    def function_environment(self, *, archive_bucket: str, secret_arn: str, table_name: str) -> dict[str, str]:
+    def function_environment(
+        self,
+        *,
+        archive_bucket: str,
+        secret_arn: str,
+        table_name: str,
+        landing_bucket: str,
+        event_bus_name: str | None = None,
+    ) -> dict[str, str]:
         """The function's environment: settings.py's variables, Powertools', and the ocs_archive pass-through."""
         env = {
             c.ENV_API_ROOT: self.api_root,
             c.ENV_BUCKET: archive_bucket,
+            c.ENV_LANDING_BUCKET: landing_bucket,
             c.ENV_TOKEN_SECRET_ARN: secret_arn,
             c.ENV_IDEMPOTENCY_TABLE: table_name,
             c.ENV_PROCESS_NAME: self.process_name,
@@ -164,6 +219,8 @@ class IngestConfig:
         }
         if self.opentsdb_hostname:
             env[c.ENV_OPENTSDB_HOSTNAME] = self.opentsdb_hostname
+        if event_bus_name:
+            env[c.ENV_EVENT_BUS_NAME] = event_bus_name
         env.update(self.archive_env)
         return env
 
@@ -244,6 +301,32 @@ def _choice(key: str, value: Any, choices: tuple[str, ...], upper: bool = False)
     return text
 
 
+def _event_bus(value: Any) -> str:
+    text = _str("event_bus", value)
+    if text.lower() in {"create", "default", "none"}:
+        return text.lower()
+    if not EVENT_BUS_NAME.match(text):
+        raise ConfigError(f"context 'event_bus' must be create, default, none or an event bus name, got {value!r}")
+    return text
+
+
+def _schedule(value: Any) -> str | None:
+    text = _opt_str("audit_schedule", value)
+    if text is not None and not SCHEDULE.match(text):
+        raise ConfigError(
+            f"context 'audit_schedule' must be an EventBridge schedule such as 'rate(1 day)' or "
+            f"'cron(0 6 * * ? *)', got {value!r}"
+        )
+    return text
+
+
+def _prefix(key: str, value: Any) -> str:
+    text = _str(key, value)
+    if not text or text.startswith("/") or "*" in text:
+        raise ConfigError(f"context {key!r} must be a key prefix such as 'batch-operations/', got {value!r}")
+    return text if text.endswith("/") else text + "/"
+
+
 def _bucket(key: str, value: Any) -> str | None:
     name = _opt_str(key, value)
     if name is not None and not BUCKET_NAME.match(name):
@@ -252,7 +335,7 @@ def _bucket(key: str, value: Any) -> str | None:
 
 
 def archive_env_from(value: Any) -> dict[str, str]:
-    """Validate the ocs_archive pass-through: only ocs_archive's header-mapping names, as strings."""
+    """Validate the ocs_archive pass-through: only ocs_archive's own names, with values ocs_archive accepts."""
     if isinstance(value, str):
         if not value.strip():
             return {}
@@ -264,10 +347,10 @@ def archive_env_from(value: Any) -> dict[str, str]:
         raise ConfigError(f"context 'archive_env' must be a JSON object, got {value!r}")
     env: dict[str, str] = {}
     for name, raw in value.items():
-        if name not in c.ARCHIVE_ENV_NAMES and not c.ARCHIVE_ENV_KEY_PATTERN.match(name):
-            allowed = ", ".join(sorted(c.ARCHIVE_ENV_NAMES))
+        if not is_archive_env_name(name):
+            allowed = ", ".join(sorted(ARCHIVE_ENV_NAMES))
             raise ConfigError(
-                f"context 'archive_env' may only set ocs_archive header-mapping variables ({allowed}, "
+                f"context 'archive_env' may only set ocs_archive's variables ({allowed}, "
                 f"or a *_KEY name); {name!r} is not one"
             )
         # ocs_archive reads lists as comma-separated text and FILETYPE_MAPPING_OVERRIDES as a literal dict.
@@ -279,7 +362,22 @@ def archive_env_from(value: Any) -> dict[str, str]:
             env[name] = str(raw)
         else:
             raise ConfigError(f"context 'archive_env' value of {name!r} must be text, a number or a list")
+    try:
+        # The same check the function runs at start: a value it would refuse never reaches a deploy.
+        validate_archive_env(env)
+    except ConfigurationError as exc:
+        raise ConfigError(f"context 'archive_env': {exc}") from None
     return env
+
+
+def check_known_keys(keys: Iterable[str]) -> None:
+    """Refuse a plain key the project does not define, suggesting the closest known one."""
+    known = [k.name for k in CONTEXT_KEYS]
+    for key in sorted(keys):
+        if PROJECT_KEY.match(key) and key not in known and key not in FORBIDDEN_CONTEXT_KEYS:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "docs/deploy.md lists every key"
+            raise ConfigError(f"unknown context key {key!r}: {hint}")
 
 
 Getter = Callable[[str], Any]
@@ -288,6 +386,8 @@ Getter = Callable[[str], Any]
 def load_config(context: Mapping[str, Any] | Getter) -> IngestConfig:
     """Build the config from a context mapping (tests) or a `node.try_get_context`-style getter (the app)."""
     get: Getter = context.get if isinstance(context, Mapping) else context
+    if isinstance(context, Mapping):
+        check_known_keys(context)
 
     for key in FORBIDDEN_CONTEXT_KEYS:
         if get(key) is not None:
@@ -347,6 +447,16 @@ def load_config(context: Mapping[str, Any] | Getter) -> IngestConfig:
         oldest_message_alarm_minutes=_int(
             "oldest_message_alarm_minutes", value("oldest_message_alarm_minutes"), 1, 20160
         ),
+        rejected_alarm_threshold=_int("rejected_alarm_threshold", value("rejected_alarm_threshold"), 0, 1_000_000),
+        system_fault_alarm_threshold=_int(
+            "system_fault_alarm_threshold", value("system_fault_alarm_threshold"), 0, 1_000_000
+        ),
+        skipped_alarm_threshold=_int("skipped_alarm_threshold", value("skipped_alarm_threshold"), 0, 1_000_000),
+        snapstart=_bool("snapstart", value("snapstart")),
+        event_bus=_event_bus(value("event_bus")),
+        archived_frames_queue=_bool("archived_frames_queue", value("archived_frames_queue")),
+        audit_schedule=_schedule(value("audit_schedule")),
+        batch_operations_prefix=_prefix("batch_operations_prefix", value("batch_operations_prefix")),
         bundling=_choice("bundling", value("bundling"), ("pip", "source")),
         bundle_pin_versions=_bool("bundle_pin_versions", value("bundle_pin_versions")),
         nag=_bool("nag", value("nag")),
@@ -370,11 +480,20 @@ def _check_consistency(config: IngestConfig) -> None:
         raise ConfigError(
             f"context 'log_retention_days' must be one of {LOG_RETENTION_DAYS}, got {config.log_retention_days}"
         )
-    timeout = config.function_timeout_seconds
-    if timeout > LAMBDA_MAX_TIMEOUT_S:
+    required = config.required_timeout_seconds
+    budget = (
+        f"{HANDLER_MARGIN_S} s margin + {config.largest_record_seconds} s for one {config.max_object_gib:g} GiB "
+        f"object + {config.batch_size - 1} x {ORDINARY_RECORD_S} s for the rest of the batch = {required} s"
+    )
+    if config.timeout_override is None and required > LAMBDA_MAX_TIMEOUT_S:
         raise ConfigError(
-            f"'max_object_gib' {config.max_object_gib:g} needs a {timeout} s timeout, over Lambda's "
-            f"{LAMBDA_MAX_TIMEOUT_S} s: lower it, or set 'function_timeout_seconds' and accept the risk"
+            f"'max_object_gib' {config.max_object_gib:g} with 'batch_size' {config.batch_size} needs a "
+            f"{required} s timeout ({budget}), over Lambda's {LAMBDA_MAX_TIMEOUT_S} s: lower either one"
+        )
+    if config.timeout_override is not None and config.timeout_override < required:
+        raise ConfigError(
+            f"'function_timeout_seconds' {config.timeout_override} is below what 'batch_size' {config.batch_size} "
+            f"and 'max_object_gib' {config.max_object_gib:g} need ({budget}): raise it or lower those"
         )
     if config.visibility_timeout_seconds > SQS_MAX_VISIBILITY_S:
         raise ConfigError("the derived queue visibility timeout exceeds SQS's 12 hours")
@@ -388,7 +507,13 @@ def _check_consistency(config: IngestConfig) -> None:
     if reserved:  # e.g. AWS_SECRET_ACCESS_KEY matches the *_KEY rule but is a credential / reserved by Lambda
         raise ConfigError(f"'archive_env' may not set {sorted(reserved)}: credentials and AWS_/LAMBDA_ names")
     # Lambda caps the whole environment at 4 KB; measure it with the longest plausible resource names.
-    env = config.function_environment(archive_bucket="b" * 63, secret_arn="a" * 200, table_name="t" * 255)
+    env = config.function_environment(
+        archive_bucket="b" * 63,
+        secret_arn="a" * 200,
+        table_name="t" * 255,
+        landing_bucket="l" * 63,
+        event_bus_name="e" * 256,
+    )
     size = sum(len(k) + len(v) for k, v in env.items())
     if size > c.LAMBDA_ENV_LIMIT_BYTES:
         raise ConfigError(f"the function environment would be {size} bytes, over Lambda's 4 KB: trim 'archive_env'")

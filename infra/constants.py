@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 # --- the CDK app -------------------------------------------------------------------------------------
 DEFAULT_STACK_NAME = "LambdaIngest"
 PROJECT_TAG = ("project", "lambda_ingest")
@@ -22,6 +20,12 @@ TOKEN_SECRET_ID = "ArchiveToken"
 IDEMPOTENCY_TABLE_ID = "IdempotencyTable"
 MONITORING_ID = "Monitoring"
 ALARM_TOPIC_ID = "AlarmTopic"
+FUNCTION_ALIAS_NAME = "live"
+EVENTS_ID = "Events"
+EVENT_BUS_ID = "EventBus"
+ARCHIVED_FRAMES_QUEUE_ID = "ArchivedFramesQueue"
+AUDIT_ID = "Audit"
+BATCH_OPERATIONS_ROLE_ID = "BatchOperationsRole"
 
 # Stack outputs (CloudFormation output names).
 OUTPUT_LANDING_BUCKET = "LandingBucketName"
@@ -32,9 +36,15 @@ OUTPUT_TOKEN_SECRET_ARN = "TokenSecretArn"
 OUTPUT_FUNCTION_NAME = "FunctionName"
 OUTPUT_ALARM_TOPIC_ARN = "AlarmTopicArn"
 OUTPUT_DASHBOARD_NAME = "DashboardName"
+OUTPUT_FUNCTION_ALIAS_ARN = "FunctionAliasArn"
+OUTPUT_EVENT_BUS_NAME = "EventBusName"
+OUTPUT_ARCHIVED_FRAMES_QUEUE_URL = "ArchivedFramesQueueUrl"
+OUTPUT_AUDIT_FUNCTION_NAME = "AuditFunctionName"
+OUTPUT_BATCH_OPERATIONS_ROLE_ARN = "BatchOperationsRoleArn"
 
 # --- the function ------------------------------------------------------------------------------------
 HANDLER = "lambda_ingest.handler.handler"
+AUDIT_HANDLER = "lambda_ingest.audit.handler"
 PACKAGE_NAME = "lambda_ingest"
 # Dev-only parts of the package that never go into the bundle (nothing on the handler path imports them).
 PACKAGE_EXCLUDES = ("local",)
@@ -55,6 +65,8 @@ IDEMPOTENCY_TTL_ATTR = "expiration"
 # Environment variables lambda_ingest/settings.py reads (names unchanged from ocs_ingester where shared).
 ENV_API_ROOT = "API_ROOT"
 ENV_BUCKET = "BUCKET"
+ENV_LANDING_BUCKET = "LANDING_BUCKET"
+ENV_EVENT_BUS_NAME = "EVENT_BUS_NAME"
 ENV_TOKEN_SECRET_ARN = "AUTH_TOKEN_SECRET_ARN"
 ENV_IDEMPOTENCY_TABLE = "IDEMPOTENCY_TABLE"
 ENV_PROCESS_NAME = "INGESTER_PROCESS_NAME"
@@ -71,24 +83,7 @@ ENV_POWERTOOLS_LOG_LEVEL = "POWERTOOLS_LOG_LEVEL"
 # Never set on the function: the token lives in Secrets Manager only.
 FORBIDDEN_ENV = frozenset({"AUTH_TOKEN", "OBSERVATION_PORTAL_API_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"})
 
-# ocs_archive's header-mapping variables that `archive_env` may pass through (read by ocs_archive itself).
-ARCHIVE_ENV_NAMES = frozenset(
-    {
-        "REQUIRED_HEADERS",
-        "HEADER_BLACKLIST",
-        "NULL_HEADER_VALUES",
-        "CALIBRATION_TYPES",
-        "PUBLIC_PROPOSALS",
-        "PRIVATE_PROPOSALS",
-        "PRIVATE_FILE_TYPES",
-        "DAYS_UNTIL_PUBLIC",
-        "FILETYPE_MAPPING_OVERRIDES",
-        "REQUIRED_THUMBNAIL_METADATA",
-        "RELATED_FRAME_KEYS",
-        "IGNORED_CHARS",
-    }
-)
-ARCHIVE_ENV_KEY_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]*_KEY$")  # OBSERVATION_DATE_KEY, RA_KEY, ...
+# `archive_env` names and values: lambda_ingest.archive_env (shared with the function's own start-up check).
 LAMBDA_ENV_LIMIT_BYTES = 4096  # Lambda's limit on the whole environment
 
 # The tag the function puts on a rejected landing object (a lifecycle rule can only match key=value).
@@ -104,3 +99,13 @@ LAG_METRIC = "IngestLagSeconds"
 DURATION_METRICS = ("HeaderReadMs", "Md5Ms", "CopyMs", "RegisterMs")
 REJECTED_METRIC = "FilesRejected"
 REJECTED_REASON_DIMENSION = "reason"
+# Outcome metrics alarmed on whatever dimensions they carry (FilesRejected and SystemFaults by `reason`):
+# the alarms use Metrics Insights queries over the whole namespace, so a dimension change cannot mute them.
+SYSTEM_FAULT_METRIC = "SystemFaults"
+SKIPPED_METRIC = "FilesSkipped"
+AUDIT_METRIC = "AuditInconsistencies"
+AUDIT_INCOMPLETE_METRIC = "AuditIncomplete"  # 1 when a scheduled run reached its time limit
+EVENT_PUBLISH_FAILURES_METRIC = "EventPublishFailures"  # an outcome event EventBridge did not take
+# The events the function publishes (docs/events.md) and the example rule's pattern.
+EVENT_SOURCE = "lambda_ingest"
+ARCHIVED_DETAIL_TYPE = "Frame Archived"

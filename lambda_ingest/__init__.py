@@ -1,7 +1,8 @@
 """lambda_ingest: serverless ingester for the OCS Science Archive.
 
-ocs_ingester's API is importable from here (`import lambda_ingest as ingester`); the names resolve
-lazily so the Lambda handler's cold start does not pay for them.
+ocs_ingester's API and its four exception classes are importable from here (`import lambda_ingest as
+ingester`, `from lambda_ingest import DoNotRetryError, ...`); see `lambda_ingest.compat`. The names
+resolve lazily so the Lambda handler's cold start does not pay for them.
 """
 
 from __future__ import annotations

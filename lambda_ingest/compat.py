@@ -7,20 +7,34 @@ Switch with one line:
 
 Same names, arguments and return values; they take file objects as ocs_ingester does, and run the engine's
 code (header-block record, md5, upload, registration with orphan cleanup), not a second implementation.
-Differences, all on purpose:
+Files are stored where FILESTORE_TYPE says (s3, local, dummy: `filestore.py`), as ocs_ingester does.
+
+Exceptions: every failure leaves these functions as one of ocs_ingester's four families, none a subclass of
+another (`lambda_ingest.errors` draws the tree), so a caller's except chain works unchanged:
+
+- DoNotRetryError: the file is at fault (rejected), or the system is (a missing token or invalid setting,
+  a refused token, a wrong API_ROOT, a missing bucket): retrying the same call cannot help.
+- NonFatalDoNotRetryError: the archive already holds these bytes.
+- BackoffRetryError: archive 5xx/408/429, timeouts and refused connections, S3 (or local disk) unavailable.
+- RetryError: never raised (see errors.py).
+
+Validation of the file comes first, as in ocs_ingester: the token is needed only once the file is known to
+be valid. Differences, all on purpose:
 
 - `frame_exists` really checks: the live archive ignores `versions/?md5=` (which made ocs_ingester report
   every file as present once the archive held any), so the md5 is compared among the versions of the
   file's basename (`frames/?basename_exact=`).
-- Every HTTP call has a timeout; 408/429/5xx and connection errors raise BackoffRetryError.
+- Every HTTP call has a timeout; a refused connection is a BackoffRetryError (ocs_ingester let requests'
+  ConnectionError escape every family), and so are 408 and 429 (ocs_ingester: DoNotRetryError).
 - A failed registration deletes the archive object version it uploaded (no orphans).
-- Exceptions are lambda_ingest's (`DoNotRetryError` is `lambda_ingest.errors.PermanentError`, ...), so
-  `except ocs_ingester.exceptions.DoNotRetryError` must become `except lambda_ingest.DoNotRetryError`.
+- A missing token or an invalid setting is a DoNotRetryError (ConfigurationError) naming the variable.
 """
 
 from __future__ import annotations
 
-from typing import Any, BinaryIO
+import functools
+from collections.abc import Callable
+from typing import Any, BinaryIO, ParamSpec, TypeVar, cast
 
 from lambda_ingest import clients
 from lambda_ingest.archive import ArchiveClient, DuplicateMd5, ExistingVersion
@@ -32,19 +46,62 @@ from lambda_ingest.errors import (
     NonFatalDoNotRetryError,
     RecordError,
     RetryError,
+    TransientError,
 )
+from lambda_ingest.filestore import translate_os_error
 from lambda_ingest.ingest import ingest_source, put_into_archive, read_record
 from lambda_ingest.observability import opentsdb
 from lambda_ingest.record import split_filename
 from lambda_ingest.settings import get_settings
 from lambda_ingest.sources import LocalFile, Source
 
+FAMILIES = (DoNotRetryError, NonFatalDoNotRetryError, RetryError, BackoffRetryError)
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _in_families(func: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Nothing leaves ocs_ingester's API outside its four families: its callers' except chains (BANZAI's
+    `post_to_ingester`) have no other clause, so anything else would end their process."""
+
+    @functools.wraps(func)
+    def api_call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return func(*args, **kwargs)
+        except FAMILIES:
+            raise
+        except TransientError as exc:  # the family base, were it ever raised bare
+            raise BackoffRetryError(exc.reason, obj=exc.obj) from exc
+        except OSError as exc:  # the caller's file object failed under us (a network file system, ...)
+            raise translate_os_error(exc, "reading the file") from exc
+        except Exception as exc:  # a fault nothing classified: the same call would meet it again
+            raise DoNotRetryError(f"unexpected error: {type(exc).__name__}: {exc}") from exc
+
+    return api_call
+
+
+class _DeferredArchive:
+    """The archive client, made at its first use: the file is validated before the token is needed."""
+
+    def __init__(self, make: Callable[[], ArchiveClient]) -> None:
+        self._make = make
+        self._client: ArchiveClient | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            self._client = self._make()
+        return getattr(self._client, name)
+
 
 def _archive(api_root: str | None, auth_token: str | None) -> ArchiveClient:
-    if api_root is None and auth_token is None:
-        return clients.archive()
-    settings = get_settings().with_overrides(api_root=api_root)
-    return ArchiveClient(settings, auth_token or clients.archive_token())
+    def make() -> ArchiveClient:
+        if api_root is None and auth_token is None:
+            return cast(ArchiveClient, clients.archive())
+        settings = get_settings().with_overrides(api_root=api_root)
+        return ArchiveClient(settings, auth_token or clients.archive_token())
+
+    return cast(ArchiveClient, _DeferredArchive(make))
 
 
 def _thumbnail_metadata(
@@ -73,6 +130,7 @@ def find_existing(source: Source, archive: ArchiveClient | None = None) -> Exist
     return (archive or clients.archive()).find_version(basename, source.known_md5() or source.md5())
 
 
+@_in_families
 def frame_exists(fileobj: BinaryIO, api_root: str | None = None, auth_token: str | None = None) -> bool:
     """True when the archive already holds a file with this file's bytes (md5) under its basename.
 
@@ -81,6 +139,7 @@ def frame_exists(fileobj: BinaryIO, api_root: str | None = None, auth_token: str
     return find_existing(LocalFile(fileobj), _archive(api_root, auth_token)) is not None
 
 
+@_in_families
 def validate_fits_and_create_archive_record(
     fileobj: BinaryIO,
     path: str | None = None,
@@ -98,10 +157,12 @@ def validate_fits_and_create_archive_record(
     return dict(record.payload)
 
 
+@_in_families
 def upload_file_to_file_store(
     fileobj: BinaryIO, path: str | None = None, file_metadata: dict[str, Any] | None = None
 ) -> dict[str, str]:
-    """Upload to the archive bucket at the canonical key; returns {'key': VersionId, 'md5', 'extension'}."""
+    """Store the file at its canonical path in the FILESTORE_TYPE store; returns ocs_ingester's version dict
+    {'key', 'md5', 'extension'} (the key is the S3 VersionId, or the md5 for the local and dummy stores)."""
     source = LocalFile(fileobj, path)
     settings = get_settings()
     record, _ = read_record(source, file_metadata)
@@ -110,6 +171,7 @@ def upload_file_to_file_store(
     return {"key": version, "md5": md5, "extension": record.extension}
 
 
+@_in_families
 def ingest_archive_record(
     version: dict[str, str],
     record: dict[str, Any],
@@ -129,6 +191,7 @@ def ingest_archive_record(
     return record
 
 
+@_in_families
 def upload_file_and_ingest_to_archive(
     fileobj: BinaryIO,
     path: str | None = None,

@@ -34,6 +34,7 @@ from lambda_ingest.record import (
     header_stream,
     is_fits_class,
     is_tar_class,
+    is_thumbnail_class,
     metadata_from_user_metadata,
     required_headers_for,
     split_filename,
@@ -190,14 +191,25 @@ def ingest_source(
 ) -> IngestResult:
     """The steps after HEAD, for any source (landing object or local file)."""
     settings = get_settings()
-    archive = archive or clients.archive()
     timings: dict[str, float] = {}
-    with stage("header_read", timings):
-        record, header_bytes = read_record(
-            source, file_metadata, required_headers=required_headers, blacklist_headers=blacklist_headers
-        )
+    try:
+        with stage("header_read", timings):
+            record, header_bytes = read_record(
+                source, file_metadata, required_headers=required_headers, blacklist_headers=blacklist_headers
+            )
+    except RecordError:
+        # A product described by metadata (.pdf) whose bytes the archive already holds is already ingested,
+        # whatever its metadata says (as ocs_ingester's md5 check, which needs no record): ask before rejecting.
+        registered = _registered_product(source, archive)
+        if registered is None:
+            raise
+        if not check_only:
+            _finish(source, registered, settings)
+        return registered
     with stage("md5", timings):
         md5 = source.known_md5() or source.md5()
+    # The token is needed only now: a file is validated first, as ocs_ingester does.
+    archive = archive or clients.archive()
     bucket, _, key = source.name.removeprefix("s3://").partition("/")
     result = IngestResult(
         status="ingested",
@@ -223,7 +235,7 @@ def ingest_source(
             result.frame_id, result.url = existing.frame_id, existing.url
             if not check_only:
                 if sweep:
-                    _sweep_orphans(settings.bucket, record.archive_key, md5, keep={existing.key})
+                    _sweep_orphans(source, settings.bucket, record.archive_key, md5, keep={existing.key})
                 _finish(source, result, settings)
             return result
     if check_only:
@@ -244,11 +256,11 @@ def ingest_source(
             body = archive.post(_endpoint(record), payload)
     except DuplicateMd5:
         # Another delivery (or a byte-identical file under another name) registered these bytes first.
-        store.delete_version(settings.bucket, record.archive_key, new_version)
+        source.discard_from_archive(settings.bucket, record.archive_key, new_version)
         result.status, result.version_id, result.bytes_copied = "already_ingested", None, 0
         # Copies kept by earlier attempts whose registration outcome was unknown, and not registered.
         existing = archive.find_version(record.basename, md5)
-        _sweep_orphans(settings.bucket, record.archive_key, md5, keep={existing.key} if existing else set())
+        _sweep_orphans(source, settings.bucket, record.archive_key, md5, keep={existing.key} if existing else set())
         _finish(source, result, settings)
         return result
     except ArchiveUnavailableError as exc:
@@ -261,19 +273,51 @@ def ingest_source(
                 extra={"archive_key": record.archive_key, "version_id": new_version, "error": exc.reason},
             )
         else:
-            _discard_copy(settings.bucket, record.archive_key, new_version)
+            _discard_copy(source, settings.bucket, record.archive_key, new_version)
         raise
     except BaseException:
-        _discard_copy(settings.bucket, record.archive_key, new_version)
+        _discard_copy(source, settings.bucket, record.archive_key, new_version)
         raise
     result.frame_id = body.get("id")
     result.url = body.get("url")
     result.record = payload
     registered = {v.get("key") for v in body.get("version_set") or [] if isinstance(v, dict)}
     if sweep:
-        _sweep_orphans(settings.bucket, record.archive_key, md5, keep=registered | {new_version})
+        _sweep_orphans(source, settings.bucket, record.archive_key, md5, keep=registered | {new_version})
     _finish(source, result, settings)
     return result
+
+
+def _registered_product(source: Source, archive: ArchiveClient | None) -> IngestResult | None:
+    """For a product whose record comes from metadata (not FITS, not a thumbnail): the archive's version of
+    these bytes under its basename, as an already_ingested result; None otherwise."""
+    basename, extension = split_filename(source.filename)
+    try:
+        cls = datafile_class(extension)
+    except RecordError:
+        return None
+    if is_fits_class(cls) or is_tar_class(cls) or is_thumbnail_class(cls) or not basename:
+        return None
+    md5 = source.known_md5() or source.md5()
+    existing = (archive or clients.archive()).find_version(basename, md5)
+    if existing is None:
+        return None
+    bucket, _, key = source.name.removeprefix("s3://").partition("/")
+    is_s3 = source.name.startswith("s3://")
+    return IngestResult(
+        status="already_ingested",
+        bucket=bucket if is_s3 else "",
+        key=key if is_s3 else source.name,
+        basename=basename,
+        filename=basename + extension,
+        archive_key="",  # unknown without valid metadata; the archive's version says where the bytes are
+        version_id=existing.key,
+        md5=md5,
+        frame_id=existing.frame_id,
+        header_bytes_read=0,
+        size=source.size,
+        url=existing.url,
+    )
 
 
 def _end_time_key() -> str:
@@ -295,10 +339,10 @@ def _payload(record: ArchiveRecord, version_key: str, md5: str) -> dict[str, Any
     return payload
 
 
-def _discard_copy(bucket: str, key: str, version_id: str) -> None:
+def _discard_copy(source: Source, bucket: str, key: str, version_id: str) -> None:
     """Failure after the copy: remove the version this attempt created, so no orphan stays."""
     try:
-        store.delete_version(bucket, key, version_id)
+        source.discard_from_archive(bucket, key, version_id)
     except IngestError as exc:
         # The original error matters more; the next delivery's sweep removes this version.
         logger.warning(
@@ -307,16 +351,16 @@ def _discard_copy(bucket: str, key: str, version_id: str) -> None:
         )
 
 
-def _sweep_orphans(bucket: str, key: str, md5: str, keep: set[str]) -> None:
+def _sweep_orphans(source: Source, bucket: str, key: str, md5: str, keep: set[str]) -> None:
     """Delete archive versions of these bytes left by an earlier attempt that crashed before POST.
 
     Only versions carrying this md5 (the copy's metadata) and not registered are removed, so a
     concurrent ingest of different bytes under the same basename is never touched.
     """
     try:
-        for version_id in store.unregistered_versions_with_md5(bucket, key, md5, keep):
+        for version_id in source.unregistered_archive_copies(bucket, key, md5, keep):
             logger.info("removing orphaned archive version", extra={"archive_key": key, "version_id": version_id})
-            store.delete_version(bucket, key, version_id)
+            source.discard_from_archive(bucket, key, version_id)
     except IngestError as exc:
         # Housekeeping only: the bytes are registered, so this must not fail (or reject) the ingest.
         logger.warning("could not sweep orphaned archive versions", extra={"archive_key": key, "error": str(exc)})

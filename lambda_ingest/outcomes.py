@@ -30,6 +30,7 @@ from lambda_ingest.errors import (
     TransientError,
 )
 from lambda_ingest.events import ObjectRef
+from lambda_ingest.filestore import require_s3_filestore
 from lambda_ingest.ingest import ingest_object
 from lambda_ingest.observability import emit_emf, emit_failure_emf, logger, opentsdb
 from lambda_ingest.settings import get_settings
@@ -100,6 +101,7 @@ class Processor:
 
     def __init__(self) -> None:
         settings = get_settings()
+        require_s3_filestore(settings)  # the function copies S3 to S3: FILESTORE_TYPE=local/dummy is a mistake
         self.config = None
         self._call = _ingest_once
         if settings.idempotency_table:

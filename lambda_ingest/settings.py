@@ -22,6 +22,7 @@ from lambda_ingest.fits_header import HeaderLimits
 
 GIB = 1024**3
 MIB = 1024**2
+FILESTORE_TYPES = ("s3", "local", "dummy")  # ocs_archive's FileStoreFactory
 
 
 def _text(env: Mapping[str, str], name: str, default: str | None) -> str | None:
@@ -82,6 +83,10 @@ class Settings:
     s3_endpoint_url: str | None = None
     aws_region: str | None = None
     s3_days_to_ia_storage: int = 60
+    # Where the Python API and `lambda-ingest ingest` store files (ocs_archive's FileStoreFactory names;
+    # the Lambda always copies S3 to S3). ocs_archive's own default is "dummy", which stores nothing.
+    filestore_type: str = "s3"
+    filesystem_storage_root_dir: str | None = None
     # Timeouts (seconds); every network call has one
     http_connect_timeout: float = 5.0
     http_read_timeout: float = 30.0
@@ -129,6 +134,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     api_root = _text(env, "API_ROOT", Settings.api_root)
     if not api_root.startswith(("http://", "https://")):
         raise ConfigurationError(f"API_ROOT must be an http(s) URL, got {api_root!r}")
+    filestore_type = _text(env, "FILESTORE_TYPE", Settings.filestore_type)
+    if filestore_type not in FILESTORE_TYPES:
+        raise ConfigurationError(f"FILESTORE_TYPE must be one of {', '.join(FILESTORE_TYPES)}, got {filestore_type!r}")
+    root_dir = _text(env, "FILESYSTEM_STORAGE_ROOT_DIR", None)
+    if filestore_type == "local" and root_dir is None:
+        # ocs_archive would write under the current directory: almost surely not where the archive serves from.
+        raise ConfigurationError("FILESTORE_TYPE=local needs FILESYSTEM_STORAGE_ROOT_DIR (the store's root directory)")
     settings = Settings(
         api_root=api_root,
         auth_token=_text(env, "AUTH_TOKEN", "") or "",
@@ -137,6 +149,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         s3_endpoint_url=_text(env, "S3_ENDPOINT_URL", None),
         aws_region=_text(env, "AWS_REGION", None) or _text(env, "AWS_DEFAULT_REGION", None),
         s3_days_to_ia_storage=_int(env, "S3_DAYS_TO_IA_STORAGE", Settings.s3_days_to_ia_storage),
+        filestore_type=filestore_type,
+        filesystem_storage_root_dir=root_dir,
         http_connect_timeout=_float(env, "HTTP_CONNECT_TIMEOUT", Settings.http_connect_timeout),
         http_read_timeout=_float(env, "HTTP_READ_TIMEOUT", Settings.http_read_timeout),
         s3_connect_timeout=_float(env, "S3_CONNECT_TIMEOUT", Settings.s3_connect_timeout),

@@ -1,8 +1,11 @@
 """Where the bytes being ingested come from: a landing object in S3, or a local file object.
 
-The engine needs the same five things from both: ranged reads of the header blocks, one stream for an
-md5 when none is known, a way into the archive bucket that returns the new VersionId, and removal once
-registered.
+The engine needs the same things from both: ranged reads of the header blocks, one stream for an md5 when
+none is known, a way into the archive's file store that returns the new version key, a way to take back a
+copy whose registration failed, and removal once registered.
+
+A landing object is always copied S3 to S3. A local file goes where FILESTORE_TYPE says (`filestore.py`:
+the archive bucket, ocs_archive's local file store or its dummy store), as with ocs_ingester.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import BinaryIO, Protocol
 
-from lambda_ingest import store
+from lambda_ingest import filestore, store
 from lambda_ingest.settings import get_settings
 
 
@@ -33,6 +36,10 @@ class Source(Protocol):
     def md5(self) -> str: ...
 
     def put_into_archive(self, bucket: str, key: str, **attrs: object) -> str: ...
+
+    def discard_from_archive(self, bucket: str, key: str, version_id: str) -> None: ...
+
+    def unregistered_archive_copies(self, bucket: str, key: str, md5: str, keep: set[str]) -> list[str]: ...
 
     def remove(self) -> None: ...
 
@@ -63,6 +70,12 @@ class LandingObject:
 
     def put_into_archive(self, bucket: str, key: str, **attrs: object) -> str:
         return store.copy_to_archive(self.obj, bucket, key, **attrs)  # type: ignore[arg-type]
+
+    def discard_from_archive(self, bucket: str, key: str, version_id: str) -> None:
+        store.delete_version(bucket, key, version_id)
+
+    def unregistered_archive_copies(self, bucket: str, key: str, md5: str, keep: set[str]) -> list[str]:
+        return store.unregistered_versions_with_md5(bucket, key, md5, keep)
 
     def remove(self) -> None:
         store.delete_landing(self.obj)
@@ -109,8 +122,27 @@ class LocalFile:
         return digest.hexdigest()
 
     def put_into_archive(self, bucket: str, key: str, **attrs: object) -> str:
+        if self._s3:
+            with self.stream() as body:
+                return store.upload_to_archive(body, self.size, bucket, key, **attrs)  # type: ignore[arg-type]
+        metadata: dict[str, str] = attrs.get("metadata") or {}  # type: ignore[assignment]
+        md5 = metadata.get("md5") or self.md5()
         with self.stream() as body:
-            return store.upload_to_archive(body, self.size, bucket, key, **attrs)  # type: ignore[arg-type]
+            return filestore.store_with_ocs_archive(get_settings(), body, key, filename=self.filename, md5=md5)
+
+    def discard_from_archive(self, bucket: str, key: str, version_id: str) -> None:
+        # ocs_archive's local store keeps no versions: the file just written replaced the one at that path,
+        # which may be a registered older file of the same name. Deleting it could lose registered bytes,
+        # so a failed registration leaves it in place (as ocs_ingester does); the next attempt rewrites it.
+        if self._s3:
+            store.delete_version(bucket, key, version_id)
+
+    def unregistered_archive_copies(self, bucket: str, key: str, md5: str, keep: set[str]) -> list[str]:
+        return store.unregistered_versions_with_md5(bucket, key, md5, keep) if self._s3 else []
+
+    @property
+    def _s3(self) -> bool:
+        return filestore.uses_s3(get_settings())
 
     def remove(self) -> None:
         """Local files are the user's: never deleted (as ocs_ingester)."""

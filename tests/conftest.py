@@ -45,6 +45,8 @@ def _environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "AUTH_TOKEN_SECRET_ARN",
         "OPENTSDB_HOSTNAME",
         "KEEP_LANDING_OBJECT",
+        "FILESTORE_TYPE",  # an ocs_ingester user's shell may set these; tests choose their store
+        "FILESYSTEM_STORAGE_ROOT_DIR",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")

@@ -2,20 +2,25 @@
 
 Permissions are exactly what `lambda_ingest.store` and the handler call, on named resources:
 
-- landing objects: read (HEAD/ranged GET/copy source, by version too), read and write tags (the reason a
-  file was rejected; tags are copied with the object), delete (after a successful ingest); ListBucket
-  on the landing bucket only so a vanished object answers 404, not 403.
-- archive objects: PutObject (CopyObject and the multipart-copy calls), PutObjectTagging (CopyObject
-  copies the source's tags), AbortMultipartUpload, DeleteObjectVersion (removes an orphan copy the
-  function itself created when registration failed). Nothing is read back from the archive bucket.
-- the secret: read (grant_read); the table: get/put/update/delete items (grant); the queue:
-  consume (the event source's own grant).
+- landing objects: read (HEAD/ranged GET/copy source, by version too), write tags (the reason a file was
+  rejected), delete (after a successful ingest); ListBucket on the landing bucket only so a vanished
+  object answers 404, not 403. No tag reads: the copy replaces tags (TaggingDirective=REPLACE), so the
+  landing object's tags are never read and never reach the archive.
+- archive objects: PutObject (CopyObject and the multipart-copy calls; no tags are written there),
+  AbortMultipartUpload, DeleteObjectVersion and, for the orphan sweep, ListBucketVersions and a HEAD of a
+  version (GetObjectVersion).
+- the secret: read (grant_read); the table: get/put/update/delete items (grant); the queue: consume (the
+  event source's own grant); the event bus: PutEvents.
+
+SnapStart (python3.12+, arm64 included) applies to published versions only: the function publishes a
+version per change and the queue's event source mapping invokes the `live` alias pointing at it.
 """
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Annotations, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
@@ -33,8 +38,6 @@ from infra.nag import suppress
 LANDING_OBJECT_ACTIONS = (
     "s3:GetObject",
     "s3:GetObjectVersion",
-    "s3:GetObjectTagging",
-    "s3:GetObjectVersionTagging",
     "s3:PutObjectTagging",
     "s3:PutObjectVersionTagging",
     "s3:DeleteObject",
@@ -43,7 +46,6 @@ LANDING_OBJECT_ACTIONS = (
 LANDING_BUCKET_ACTIONS = ("s3:ListBucket",)
 ARCHIVE_OBJECT_ACTIONS = (
     "s3:PutObject",
-    "s3:PutObjectTagging",
     "s3:AbortMultipartUpload",
     "s3:DeleteObjectVersion",
     # The orphan sweep: after a crash between copy and POST, the next delivery lists the key's versions and
@@ -53,7 +55,9 @@ ARCHIVE_OBJECT_ACTIONS = (
 ARCHIVE_BUCKET_ACTIONS = ("s3:ListBucketVersions",)
 # What Powertools' DynamoDBPersistenceLayer calls (grant_read_write_data would add Scan, Query, Batch*).
 TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
-RUNTIME = lambda_.Runtime("python" + c.LAMBDA_PYTHON_VERSION, lambda_.RuntimeFamily.PYTHON)
+# SnapStart supports the managed python3.12+ runtimes on both architectures (AWS Lambda developer guide,
+# "Improving startup performance with Lambda SnapStart").
+RUNTIME = lambda_.Runtime("python" + c.LAMBDA_PYTHON_VERSION, lambda_.RuntimeFamily.PYTHON, supports_snap_start=True)
 
 
 class IngestFunction(Construct):
@@ -66,6 +70,7 @@ class IngestFunction(Construct):
         landing: s3.IBucket,
         archive: s3.IBucket,
         queue: sqs.IQueue,
+        event_bus: events.IEventBus | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.table = self._idempotency_table()
@@ -84,6 +89,15 @@ class IngestFunction(Construct):
         self.log_group.grant_write(self.role)
 
         self.secret = self._token_secret(config)
+        # One asset for every function of the stack (the audit runs from the same bundle).
+        self.code = lambda_code(config.bundling, pin_versions=config.bundle_pin_versions)
+        self.environment = config.function_environment(
+            archive_bucket=archive.bucket_name,
+            secret_arn=self.secret.secret_arn,
+            table_name=self.table.table_name,
+            landing_bucket=landing.bucket_name,
+            event_bus_name=event_bus.event_bus_name if event_bus else None,
+        )
         self.function = lambda_.Function(
             self,
             c.FUNCTION_ID,
@@ -91,17 +105,24 @@ class IngestFunction(Construct):
             runtime=RUNTIME,
             architecture=lambda_.Architecture.ARM_64,
             handler=c.HANDLER,
-            code=lambda_code(config.bundling, pin_versions=config.bundle_pin_versions),
+            code=self.code,
             memory_size=config.memory_mb,
             timeout=Duration.seconds(config.function_timeout_seconds),
             role=self.role,
             log_group=self.log_group,
             tracing=lambda_.Tracing.ACTIVE,
-            environment=config.function_environment(
-                archive_bucket=archive.bucket_name,
-                secret_arn=self.secret.secret_arn,
-                table_name=self.table.table_name,
-            ),
+            environment=self.environment,
+            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if config.snapstart else None,
+            # A replaced version is deleted: SnapStart bills the cache of every active version.
+            current_version_options=lambda_.VersionOptions(removal_policy=RemovalPolicy.DESTROY),
+        )
+        # The queue (and S3 Batch Operations) invoke the alias, so every invocation runs a published
+        # version: the only kind SnapStart restores from a snapshot.
+        self.alias = lambda_.Alias(
+            self, "Alias", alias_name=c.FUNCTION_ALIAS_NAME, version=self.function.current_version
+        )
+        Annotations.of(self.function).acknowledge_warning(
+            "@aws-cdk/aws-lambda:snapStartRequirePublish", "current_version publishes; the alias is what runs"
         )
         suppress(
             self.function,
@@ -120,10 +141,11 @@ class IngestFunction(Construct):
 
         self._grant_storage(landing, archive)
         self.secret.grant_read(self.role)
-        self._restrict_secret_to_function()
         self.table.grant(self.role, *TABLE_ACTIONS)
+        if event_bus is not None:
+            event_bus.grant_put_events_to(self.role)
 
-        self.function.add_event_source(
+        self.alias.add_event_source(
             event_sources.SqsEventSource(
                 queue,
                 batch_size=config.batch_size,
@@ -151,7 +173,7 @@ class IngestFunction(Construct):
         suppress(
             table,
             "DDB3",
-            "Idempotency records expire within days and are re-creatable; point-in-time recovery protects nothing.",
+            "Idempotency records expire within hours and are re-creatable; point-in-time recovery protects nothing.",
         )
         return table
 
@@ -173,18 +195,20 @@ class IngestFunction(Construct):
         )
         return secret
 
-    def _restrict_secret_to_function(self) -> None:
+    def restrict_secret_to(self, *readers: iam.IRole) -> None:
+        """Deny GetSecretValue to every principal but `readers` (the stack's functions); call once."""
         # IAM grants only add readers; this resource policy removes every other one (administrators can
         # still write a new value, or delete the policy on purpose). Only possible on a secret we own.
         if isinstance(self.secret, secretsmanager.Secret):
+            arns = [r.role_arn for r in readers]
             self.secret.add_to_resource_policy(
                 iam.PolicyStatement(
-                    sid="OnlyTheIngestFunctionReads",
+                    sid="OnlyTheStackFunctionsRead",
                     effect=iam.Effect.DENY,
                     principals=[iam.AnyPrincipal()],
                     actions=["secretsmanager:GetSecretValue"],
                     resources=["*"],  # in a secret's resource policy "*" means this secret
-                    conditions={"StringNotEquals": {"aws:PrincipalArn": self.role.role_arn}},
+                    conditions={"StringNotEquals": {"aws:PrincipalArn": arns[0] if len(arns) == 1 else arns}},
                 )
             )
 
@@ -212,12 +236,12 @@ class IngestFunction(Construct):
             "IAM5",
             "Object keys are chosen by uploaders (landing) and by ocs_archive's canonical paths (archive): "
             "object permissions must cover <bucket>/*; the bucket itself is named.",
-            applies_to=[_objects_finding(landing), _objects_finding(archive)],
+            applies_to=[objects_finding(landing), objects_finding(archive)],
             children=True,
         )
 
 
-def _objects_finding(bucket: s3.IBucket) -> str:
+def objects_finding(bucket: s3.IBucket) -> str:
     """How cdk-nag spells `<bucket>/*` in an IAM5 finding: by logical id if created here, else by name."""
     cfn = bucket.node.default_child
     if isinstance(cfn, s3.CfnBucket):

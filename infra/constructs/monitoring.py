@@ -1,4 +1,10 @@
-"""Alarms (to one SNS topic) and a small dashboard of the ingest metrics."""
+"""Alarms (to one SNS topic) and a small dashboard of the ingest metrics.
+
+The outcome alarms (rejected files, system faults, skipped objects, audit inconsistencies) watch a
+Metrics Insights query summing the metric over the namespace, whatever dimensions it is emitted with
+(`FilesRejected` and `SystemFaults` by `reason`): a new reason, or a dimension added later, is counted
+without touching the alarm. Thresholds come from cdk context.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,13 @@ from infra import constants as c
 from infra.config import IngestConfig
 
 PERIOD = Duration.minutes(5)
+
+
+def namespace_total(metric_name: str, period: Duration = PERIOD) -> cloudwatch.MathExpression:
+    """The metric summed over every dimension set it has in the namespace (a Metrics Insights query)."""
+    return cloudwatch.MathExpression(
+        expression=f'SELECT SUM({metric_name}) FROM "{c.METRICS_NAMESPACE}"', label=metric_name, period=period
+    )
 
 
 def ingest_metric(name: str, statistic: str = "Sum", label: str | None = None) -> cloudwatch.Metric:
@@ -38,6 +51,8 @@ class Monitoring(Construct):
         function: lambda_.IFunction,
         queue: sqs.IQueue,
         dead_letter_queue: sqs.IQueue,
+        audit_function: lambda_.IFunction | None = None,
+        publishes_events: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         # No KMS key: CloudWatch cannot publish to a topic under the AWS-managed SNS key, and alarm
@@ -92,13 +107,77 @@ class Monitoring(Construct):
                 comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             ),
+            "FilesRejected": self._outcome_alarm(
+                c.REJECTED_METRIC,
+                config.rejected_alarm_threshold,
+                "More files than usual were rejected (kept in the landing bucket, tagged ingest-status=rejected "
+                "with ingest-reason): check the uploads and the dashboard's 'Rejected, by reason'.",
+            ),
+            "SystemFaults": self._outcome_alarm(
+                c.SYSTEM_FAULT_METRIC,
+                config.system_fault_alarm_threshold,
+                "A fault of the system (token, API_ROOT, bucket, credentials, configuration): records are "
+                "retried, then dead-lettered; the function's error log names the cause (docs/reliability.md).",
+            ),
+            "FilesSkipped": self._outcome_alarm(
+                c.SKIPPED_METRIC,
+                config.skipped_alarm_threshold,
+                "Landing objects were gone or replaced before they were processed: check who deletes or "
+                "overwrites uploads.",
+            ),
         }
+        if publishes_events:
+            self.alarms["EventPublishFailures"] = self._outcome_alarm(
+                c.EVENT_PUBLISH_FAILURES_METRIC,
+                0,
+                "Outcome events were not published (best effort: the files themselves were ingested); the "
+                "function's warning log names the EventBridge error, e.g. a missing events:PutEvents.",
+            )
+        if audit_function is not None:
+            self.alarms["AuditIncomplete"] = self._outcome_alarm(
+                c.AUDIT_INCOMPLETE_METRIC,
+                0,
+                "The scheduled audit reached its time limit before covering everything: narrow it with a "
+                "prefix in the schedule's input, or run `lambda-ingest audit` from a workstation.",
+                period=Duration.hours(1),
+            )
+            self.alarms["AuditInconsistencies"] = self._outcome_alarm(
+                c.AUDIT_METRIC,
+                0,
+                "The scheduled audit found the landing bucket, archive bucket and archive API disagreeing: run "
+                "`lambda-ingest audit` for the report (docs/operations.md).",
+                period=Duration.hours(1),
+            )
+            self.alarms["AuditErrors"] = cloudwatch.Alarm(
+                self,
+                "AuditErrors",
+                alarm_description="The scheduled audit failed to run to the end: its log names the cause.",
+                metric=audit_function.metric_errors(statistic="Sum", period=PERIOD),
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
         action = cw_actions.SnsAction(self.topic)
         for alarm in self.alarms.values():
             alarm.add_alarm_action(action)
             alarm.add_ok_action(action)
 
         self.dashboard = self._dashboard(function, queue, dead_letter_queue)
+
+    def _outcome_alarm(
+        self, metric_name: str, threshold: int, description: str, period: Duration = PERIOD
+    ) -> cloudwatch.Alarm:
+        return cloudwatch.Alarm(
+            self,
+            metric_name,
+            alarm_description=description,
+            metric=namespace_total(metric_name, period),
+            threshold=threshold,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
 
     def _dashboard(
         self, function: lambda_.IFunction, queue: sqs.IQueue, dead_letter_queue: sqs.IQueue
@@ -114,7 +193,12 @@ class Monitoring(Construct):
         dashboard.add_widgets(
             cloudwatch.GraphWidget(
                 title="Files",
-                left=[*(ingest_metric(name) for name in c.COUNT_METRICS), rejected_total],
+                left=[
+                    *(ingest_metric(name) for name in c.COUNT_METRICS),
+                    rejected_total,
+                    namespace_total(c.SYSTEM_FAULT_METRIC),
+                    namespace_total(c.SKIPPED_METRIC),
+                ],
                 width=12,
             ),
             cloudwatch.GraphWidget(title="Rejected, by reason", left=[rejected_by_reason], width=12),

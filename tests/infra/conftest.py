@@ -58,12 +58,19 @@ IMPORTED_CONTEXT: dict[str, Any] = {
         {"REQUIRED_HEADERS": ["PROPID", "DATE-OBS"], "OBSERVATION_DATE_KEY": "DATE-OBS", "DAYS_UNTIL_PUBLIC": 30}
     ),
     "alarm_email": "ops@example.org",
+    "rejected_alarm_threshold": "25",
+    # Issue 15: the account's default bus, the example rule to a queue, the scheduled audit.
+    "event_bus": "default",
+    "archived_frames_queue": "true",
+    "audit_schedule": "rate(1 day)",
 }
 # Landing-bucket options that only apply to a bucket the stack creates.
 NAMED_CONTEXT: dict[str, Any] = {
     "landing_bucket_name": "ocs-landing-new",
     "archive_bucket_name": "ocs-archive-new",
     "rejected_expiry_days": 30,
+    "event_bus": "none",
+    "snapstart": "false",
     "nag": False,  # the default and imported variants carry the cdk-nag checks
 }
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from infra import constants as c
-from infra.config import MD5_STREAM_MIB_PER_S
+from infra.config import HANDLER_MARGIN_S, MD5_STREAM_MIB_PER_S, ORDINARY_RECORD_S
 
 assertions = pytest.importorskip("aws_cdk.assertions", reason="the CDK tests need the project's `infra` extra")
 Match = assertions.Match
@@ -221,6 +221,25 @@ def test_event_source_mapping_batches_reports_item_failures_and_caps_concurrency
     )
 
 
+def test_snapstart_on_published_versions_and_the_queue_invokes_the_live_alias(
+    default_synth: Any, named_synth: Any
+) -> None:
+    function_id = logical_id(default_synth, default_synth.stack.ingest.function)
+    alias_id = logical_id(default_synth, default_synth.stack.ingest.alias)
+    alias = default_synth.json["Resources"][alias_id]["Properties"]
+    version = default_synth.only("AWS::Lambda::Version")
+
+    assert function_resource(default_synth)["Properties"]["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+    assert alias["Name"] == c.FUNCTION_ALIAS_NAME and alias["FunctionName"] == {"Ref": function_id}
+    assert alias["FunctionVersion"]["Fn::GetAtt"][1] == "Version"
+    assert version["Properties"]["FunctionName"] == {"Ref": function_id}
+    assert version["DeletionPolicy"] == "Delete"  # SnapStart bills the cache of every version kept
+    mapping = default_synth.only("AWS::Lambda::EventSourceMapping")["Properties"]
+    assert mapping["FunctionName"]["Fn::Join"][1][1] == f":{c.FUNCTION_ALIAS_NAME}"
+    assert "SnapStart" not in function_resource(named_synth)["Properties"]  # -c snapstart=false
+    assert default_synth.json["Outputs"][c.OUTPUT_FUNCTION_ALIAS_ARN]["Value"] == {"Ref": alias_id}
+
+
 def test_function_environment_comes_from_configuration(default_synth: Any) -> None:
     env = function_resource(default_synth)["Properties"]["Environment"]["Variables"]
     stack = default_synth.stack
@@ -228,6 +247,8 @@ def test_function_environment_comes_from_configuration(default_synth: Any) -> No
     assert env[c.ENV_BUCKET] == {"Ref": logical_id(default_synth, stack.storage.archive)}
     assert env[c.ENV_TOKEN_SECRET_ARN] == {"Ref": logical_id(default_synth, stack.ingest.secret)}
     assert env[c.ENV_IDEMPOTENCY_TABLE] == {"Ref": logical_id(default_synth, stack.ingest.table)}
+    assert env[c.ENV_LANDING_BUCKET] == {"Ref": logical_id(default_synth, stack.storage.landing)}
+    assert env[c.ENV_EVENT_BUS_NAME] == {"Ref": logical_id(default_synth, stack.events.bus)}
     assert {k: v for k, v in env.items() if isinstance(v, str)} == {
         "API_ROOT": "https://archive-api.example.invalid/",
         "INGESTER_PROCESS_NAME": "lambda_ingest",
@@ -248,7 +269,8 @@ def test_context_tuning_reaches_the_template(imported_synth: Any) -> None:
     env = props["Environment"]["Variables"]
 
     assert props["MemorySize"] == 2048
-    assert props["Timeout"] == math.ceil(60 + 2048 / 50 + 2048 / 200)  # derived from max_object_gib=2
+    # The time budget rule: margin + one largest record (max_object_gib=2) + the rest of a batch of 50.
+    assert props["Timeout"] == HANDLER_MARGIN_S + math.ceil(60 + 2048 / 50 + 2048 / 200) + 49 * ORDINARY_RECORD_S
     imported_synth.template.has_resource_properties(
         "AWS::Lambda::EventSourceMapping",
         {"BatchSize": 50, "MaximumBatchingWindowInSeconds": 10, "ScalingConfig": {"MaximumConcurrency": 3}},
@@ -290,7 +312,7 @@ def test_created_secret_has_no_value_in_the_template_and_only_the_function_reads
             "Effect": "Deny",
             "Principal": {"AWS": "*"},
             "Resource": "*",
-            "Sid": "OnlyTheIngestFunctionReads",
+            "Sid": "OnlyTheStackFunctionsRead",
         }
     ]
 
@@ -340,17 +362,16 @@ def test_function_role_is_least_privilege(default_synth: Any) -> None:
     assert by_resource[json.dumps(bucket_object_arn(landing_id), sort_keys=True)] == {
         "s3:GetObject",
         "s3:GetObjectVersion",
-        "s3:GetObjectTagging",
-        "s3:GetObjectVersionTagging",
         "s3:PutObjectTagging",
         "s3:PutObjectVersionTagging",
         "s3:DeleteObject",
         "s3:DeleteObjectVersion",
     }
     assert by_resource[json.dumps({"Fn::GetAtt": [landing_id, "Arn"]}, sort_keys=True)] == {"s3:ListBucket"}
+    # No tag reads on the landing bucket and no tag writes on the archive: the copy replaces tags
+    # (TaggingDirective=REPLACE), so landing tags never reach the archive.
     assert by_resource[json.dumps(bucket_object_arn(archive_id), sort_keys=True)] == {
         "s3:PutObject",
-        "s3:PutObjectTagging",
         "s3:AbortMultipartUpload",
         "s3:DeleteObjectVersion",
         "s3:GetObjectVersion",
@@ -362,6 +383,8 @@ def test_function_role_is_least_privilege(default_synth: Any) -> None:
         "dynamodb:UpdateItem",
         "dynamodb:DeleteItem",
     }
+    bus_arn = {"Fn::GetAtt": [logical_id(default_synth, stack.events.bus), "Arn"]}
+    assert by_resource[json.dumps(bus_arn, sort_keys=True)] == {"events:PutEvents"}
     # "*" only where AWS offers no resource (X-Ray); no wildcard actions anywhere.
     assert [actions(s) for s in statements if s["Resource"] == "*"] == [
         {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
@@ -386,10 +409,16 @@ def test_imported_buckets_are_granted_by_name(imported_synth: Any) -> None:
 
 
 # --- monitoring --------------------------------------------------------------------------------------
-def test_alarms_cover_dlq_message_age_errors_throttles_and_notify_the_topic(default_synth: Any) -> None:
+def alarm_query(alarm: dict[str, Any]) -> str | None:
+    metrics = alarm["Properties"].get("Metrics")
+    return metrics[0]["Expression"] if metrics else None
+
+
+def test_alarms_cover_queues_function_and_outcomes_and_notify_the_topic(default_synth: Any) -> None:
     topic_ref = {"Ref": logical_id(default_synth, default_synth.stack.monitoring.topic)}
     alarms = list(default_synth.resources("AWS::CloudWatch::Alarm").values())
-    by_metric = {a["Properties"]["MetricName"]: a["Properties"] for a in alarms}
+    by_metric = {a["Properties"]["MetricName"]: a["Properties"] for a in alarms if "MetricName" in a["Properties"]}
+    by_query = {alarm_query(a): a["Properties"] for a in alarms if alarm_query(a)}
 
     assert set(by_metric) == {
         "ApproximateNumberOfMessagesVisible",
@@ -401,8 +430,19 @@ def test_alarms_cover_dlq_message_age_errors_throttles_and_notify_the_topic(defa
     assert by_metric["ApproximateNumberOfMessagesVisible"]["Dimensions"] == [{"Name": "QueueName", "Value": dlq_name}]
     assert by_metric["ApproximateNumberOfMessagesVisible"]["Threshold"] == 1
     assert by_metric["ApproximateAgeOfOldestMessage"]["Threshold"] == 3600
-    for alarm in by_metric.values():
-        assert alarm["AlarmActions"] == [topic_ref]
+    # Outcome metrics: summed over whatever dimensions they carry (FilesRejected{reason}, SystemFaults{reason}),
+    # thresholds from context; a single system fault is enough.
+    thresholds = {q: (a["Threshold"], a["ComparisonOperator"], a["Metrics"][0]["Period"]) for q, a in by_query.items()}
+    assert thresholds == {
+        f'SELECT SUM({c.REJECTED_METRIC}) FROM "{c.METRICS_NAMESPACE}"': (10, "GreaterThanThreshold", 300),
+        f'SELECT SUM({c.SYSTEM_FAULT_METRIC}) FROM "{c.METRICS_NAMESPACE}"': (0, "GreaterThanThreshold", 300),
+        f'SELECT SUM({c.SKIPPED_METRIC}) FROM "{c.METRICS_NAMESPACE}"': (10, "GreaterThanThreshold", 300),
+        # Publishing is best effort, so a failure to publish is alarmed rather than failing the ingest.
+        f'SELECT SUM({c.EVENT_PUBLISH_FAILURES_METRIC}) FROM "{c.METRICS_NAMESPACE}"': (0, "GreaterThanThreshold", 300),
+    }
+    for alarm in alarms:
+        assert alarm["Properties"]["AlarmActions"] == [topic_ref]
+        assert alarm["Properties"]["TreatMissingData"] == "notBreaching"
 
 
 def test_dashboard_graphs_every_ingest_metric(default_synth: Any) -> None:
@@ -463,3 +503,128 @@ def test_source_bundle_holds_the_package_without_dev_only_parts(default_synth: A
     assert not (staged / c.PACKAGE_NAME / "local").exists()
     assert not list(staged.rglob("__pycache__"))
     assert not list(staged.glob("aws_cdk*")) and not list(staged.glob("cdk_nag*"))
+
+
+# --- issue 15: events, audit, S3 Batch Operations --------------------------------------------------------
+def test_created_event_bus_takes_the_functions_events(default_synth: Any) -> None:
+    bus = default_synth.only("AWS::Events::EventBus")
+
+    assert default_synth.resources("AWS::Events::Rule") == {}  # the example rule and the audit are opt-in
+    assert default_synth.json["Outputs"][c.OUTPUT_EVENT_BUS_NAME]["Value"] == {
+        "Ref": logical_id(default_synth, default_synth.stack.events.bus)
+    }
+    assert bus["Properties"]["Description"]
+
+
+def test_default_bus_example_rule_sends_archived_frames_to_a_queue(imported_synth: Any) -> None:
+    stack = imported_synth.stack
+    env = function_resource(imported_synth)["Properties"]["Environment"]["Variables"]
+    queue_id = logical_id(imported_synth, stack.events.archived_queue)
+    rules = [
+        r["Properties"]
+        for r in imported_synth.resources("AWS::Events::Rule").values()
+        if "EventPattern" in r["Properties"]
+    ]
+
+    assert env[c.ENV_EVENT_BUS_NAME] == "default" and imported_synth.resources("AWS::Events::EventBus") == {}
+    assert len(rules) == 1 and rules[0]["EventBusName"] == "default"
+    assert rules[0]["EventPattern"] == {"source": [c.EVENT_SOURCE], "detail-type": [c.ARCHIVED_DETAIL_TYPE]}
+    assert rules[0]["Targets"][0]["Arn"] == {"Fn::GetAtt": [queue_id, "Arn"]}
+    assert "DeadLetterConfig" in rules[0]["Targets"][0]
+    put = [s for s in function_role_statements(imported_synth) if "events:PutEvents" in actions(s)]
+    assert len(put) == 1 and ":event-bus/default" in json.dumps(put[0]["Resource"])
+    queue_policy = json.dumps(imported_synth.resources("AWS::SQS::QueuePolicy"))
+    assert "events.amazonaws.com" in queue_policy
+    assert imported_synth.json["Outputs"][c.OUTPUT_ARCHIVED_FRAMES_QUEUE_URL]["Value"] == {"Ref": queue_id}
+
+
+def test_no_bus_means_no_event_bus_name(named_synth: Any) -> None:
+    env = function_resource(named_synth)["Properties"]["Environment"]["Variables"]
+
+    assert c.ENV_EVENT_BUS_NAME not in env
+    assert not [s for s in function_role_statements(named_synth) if "events:PutEvents" in actions(s)]
+
+
+def test_scheduled_audit_runs_the_audit_handler_read_only_and_alarms_on_inconsistencies(imported_synth: Any) -> None:
+    stack = imported_synth.stack
+    audit_id = logical_id(imported_synth, stack.audit.function)
+    audit = imported_synth.json["Resources"][audit_id]["Properties"]
+    ingest_env = function_resource(imported_synth)["Properties"]["Environment"]["Variables"]
+    schedule = [
+        r["Properties"]
+        for r in imported_synth.resources("AWS::Events::Rule").values()
+        if "ScheduleExpression" in r["Properties"]
+    ]
+
+    assert audit["Handler"] == c.AUDIT_HANDLER
+    assert audit["Code"] == function_resource(imported_synth)["Properties"]["Code"]  # the same bundle
+    env = audit["Environment"]["Variables"]
+    assert (
+        env[c.ENV_LANDING_BUCKET]
+        == ingest_env[c.ENV_LANDING_BUCKET]
+        == imported_synth.context["existing_landing_bucket"]
+    )
+    for name in (c.ENV_BUCKET, c.ENV_API_ROOT, c.ENV_TOKEN_SECRET_ARN, "HTTP_READ_TIMEOUT", "REQUIRED_HEADERS"):
+        assert env[name] == ingest_env[name]
+    assert schedule == [
+        {
+            "Description": "lambda_ingest: scheduled audit",
+            "ScheduleExpression": "rate(1 day)",
+            "State": "ENABLED",
+            "Tags": [{"Key": "project", "Value": "lambda_ingest"}],
+            "Targets": [
+                {"Arn": {"Fn::GetAtt": [audit_id, "Arn"]}, "Id": "Target0", "RetryPolicy": {"MaximumRetryAttempts": 2}}
+            ],
+        }
+    ]
+    role_id = audit["Role"]["Fn::GetAtt"][0]
+    granted = {
+        a
+        for policy in imported_synth.resources("AWS::IAM::Policy").values()
+        if {"Ref": role_id} in policy["Properties"]["Roles"]
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        for a in actions(s)
+    }
+    assert not [a for a in granted if a.startswith(("s3:Put", "s3:Delete", "s3:Abort", "events:"))]
+    queries = [alarm_query(a) for a in imported_synth.resources("AWS::CloudWatch::Alarm").values()]
+    assert f'SELECT SUM({c.AUDIT_METRIC}) FROM "{c.METRICS_NAMESPACE}"' in queries
+    assert f'SELECT SUM({c.AUDIT_INCOMPLETE_METRIC}) FROM "{c.METRICS_NAMESPACE}"' in queries
+    assert f'SELECT SUM({c.REJECTED_METRIC}) FROM "{c.METRICS_NAMESPACE}"' in queries
+    rejected = [
+        a["Properties"]["Threshold"]
+        for a in imported_synth.resources("AWS::CloudWatch::Alarm").values()
+        if alarm_query(a) == f'SELECT SUM({c.REJECTED_METRIC}) FROM "{c.METRICS_NAMESPACE}"'
+    ]
+    assert rejected == [25]  # -c rejected_alarm_threshold=25
+
+
+def test_batch_operations_role_invokes_the_alias_and_reads_manifests_under_its_prefix(default_synth: Any) -> None:
+    stack = default_synth.stack
+    role_id = logical_id(default_synth, stack.batch_operations.role)
+    role = default_synth.json["Resources"][role_id]["Properties"]
+    landing_id = logical_id(default_synth, stack.storage.landing)
+    statements = [
+        s
+        for policy in default_synth.resources("AWS::IAM::Policy").values()
+        if {"Ref": role_id} in policy["Properties"]["Roles"]
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
+        "Service": "batchoperations.s3.amazonaws.com"
+    }
+    by_resource = {json.dumps(s["Resource"], sort_keys=True): actions(s) for s in statements}
+    assert by_resource == {
+        json.dumps({"Ref": logical_id(default_synth, stack.ingest.alias)}): {"lambda:InvokeFunction"},
+        json.dumps({"Fn::Join": ["", [{"Fn::GetAtt": [landing_id, "Arn"]}, "/batch-operations/*"]]}, sort_keys=True): {
+            "s3:GetObject",
+            "s3:GetObjectVersion",
+            "s3:PutObject",
+        },
+        json.dumps({"Fn::GetAtt": [landing_id, "Arn"]}, sort_keys=True): {"s3:GetBucketLocation"},
+    }
+    assert default_synth.json["Outputs"][c.OUTPUT_BATCH_OPERATIONS_ROLE_ARN]["Value"] == {
+        "Fn::GetAtt": [role_id, "Arn"]
+    }
+    # Reports written there would notify the queue without a landing prefix/suffix filter: synth says so.
+    default_synth.annotations.has_warning("*", Match.string_like_regexp(".*notify the ingest queue.*"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import warnings
@@ -231,6 +232,231 @@ def test_exceptions_keep_ocs_ingesters_names_and_hierarchy() -> None:
     assert not issubclass(ingester.NonFatalDoNotRetryError, ingester.DoNotRetryError)
     # `from ocs_ingester.ingester import X` becomes `from lambda_ingest import X`
     from lambda_ingest import upload_file_and_ingest_to_archive  # noqa: F401
+
+
+FAMILIES = (ingester.DoNotRetryError, ingester.NonFatalDoNotRetryError, ingester.RetryError, ingester.BackoffRetryError)
+
+
+def test_every_error_class_belongs_to_exactly_one_of_ocs_ingesters_families() -> None:
+    from lambda_ingest import errors
+
+    # ocs_ingester's four classes: none is a subclass of another (callers order their except clauses freely)
+    for family in FAMILIES:
+        assert [other for other in FAMILIES if issubclass(family, other)] == [family]
+    # Walking the tree: every class the project raises is in exactly one family; only the two bases are not
+    tree = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.IngestError)]
+    outside = {c for c in tree if not issubclass(c, FAMILIES)}
+    assert outside == {errors.IngestError, errors.TransientError}
+    for cls in set(tree) - outside:
+        assert sum(issubclass(cls, family) for family in FAMILIES) == 1, cls
+    # The system's faults are DoNotRetryError (retrying the same call cannot fix them), never a rejection
+    for cls in (errors.ConfigurationError, errors.ArchiveAccessError, errors.StorageAccessError):
+        assert issubclass(cls, ingester.DoNotRetryError) and not issubclass(cls, errors.RejectedError)
+
+
+class FailingRead(io.BytesIO):
+    """A file on a network file system that fails under the reader."""
+
+    def __init__(self, data: bytes, error: OSError) -> None:
+        super().__init__(data)
+        self.error, self.name = error, f"/data/{NAME}.fits.fz"
+
+    def read(self, *args):
+        raise self.error
+
+
+def _closed_file() -> io.BytesIO:
+    fileobj = frame(seed=20)
+    fileobj.close()
+    return fileobj
+
+
+def _env(monkeypatch: pytest.MonkeyPatch, **env: str | None) -> None:
+    from lambda_ingest.settings import reset_settings
+
+    for name, value in env.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    reset_settings()
+
+
+# (what fails, how to make it fail, the call, the family expected)
+FAILURES = {
+    "not a FITS file": (
+        lambda mp, arch, tmp: None,
+        lambda: ingester.validate_fits_and_create_archive_record(_named(b"observing notes" * 300, ".fits")),
+        ingester.DoNotRetryError,
+    ),
+    "unsupported extension": (
+        lambda mp, arch, tmp: None,
+        lambda: ingester.upload_file_and_ingest_to_archive(_named(b"text", ".txt")),
+        ingester.DoNotRetryError,
+    ),
+    "pdf without metadata": (
+        lambda mp, arch, tmp: None,
+        lambda: ingester.upload_file_and_ingest_to_archive(_named(b"%PDF-1.4 new", ".pdf")),
+        ingester.DoNotRetryError,
+    ),
+    "no token": (
+        lambda mp, arch, tmp: _env(mp, AUTH_TOKEN=None),
+        lambda: ingester.upload_file_and_ingest_to_archive(frame(seed=21)),
+        ingester.DoNotRetryError,
+    ),
+    "invalid setting": (
+        lambda mp, arch, tmp: _env(mp, HTTP_READ_TIMEOUT="abc"),
+        lambda: ingester.frame_exists(frame(seed=22)),
+        ingester.DoNotRetryError,
+    ),
+    "unknown FILESTORE_TYPE": (
+        lambda mp, arch, tmp: _env(mp, FILESTORE_TYPE="ftp"),
+        lambda: ingester.upload_file_to_file_store(frame(seed=23)),
+        ingester.DoNotRetryError,
+    ),
+    "local store without a root": (
+        lambda mp, arch, tmp: _env(mp, FILESTORE_TYPE="local", FILESYSTEM_STORAGE_ROOT_DIR=None),
+        lambda: ingester.upload_file_to_file_store(frame(seed=24)),
+        ingester.DoNotRetryError,
+    ),
+    "local store root is a file": (
+        lambda mp, arch, tmp: (
+            (tmp / "root").write_text("not a folder"),
+            _env(mp, FILESTORE_TYPE="local", FILESYSTEM_STORAGE_ROOT_DIR=str(tmp / "root")),
+        ),
+        lambda: ingester.upload_file_to_file_store(frame(seed=25)),
+        ingester.DoNotRetryError,
+    ),
+    "archive 503": (
+        lambda mp, arch, tmp: arch.inject(status=503, method="POST", path_prefix="frames/"),
+        lambda: ingester.upload_file_and_ingest_to_archive(frame(seed=26)),
+        ingester.BackoffRetryError,
+    ),
+    "archive 429": (
+        lambda mp, arch, tmp: arch.inject(status=429, method="GET", path_prefix="frames/"),
+        lambda: ingester.frame_exists(frame(seed=27)),
+        ingester.BackoffRetryError,
+    ),
+    "archive times out": (
+        lambda mp, arch, tmp: (
+            arch.inject(delay=0.3, method="GET", path_prefix="frames/"),
+            _env(mp, HTTP_READ_TIMEOUT="0.05"),
+        ),
+        lambda: ingester.upload_file_and_ingest_to_archive(frame(seed=34)),
+        ingester.BackoffRetryError,
+    ),
+    "archive refuses connections": (
+        lambda mp, arch, tmp: _env(mp, API_ROOT="http://127.0.0.1:9/"),
+        lambda: ingester.ingest_archive_record({"key": "k", "md5": "m", "extension": ".fits.fz"}, {}),
+        ingester.BackoffRetryError,
+    ),
+    "archive refuses the token": (
+        lambda mp, arch, tmp: _env(mp, AUTH_TOKEN="wrong"),
+        lambda: ingester.upload_file_and_ingest_to_archive(frame(seed=28)),
+        ingester.DoNotRetryError,
+    ),
+    "S3 unreachable": (
+        lambda mp, arch, tmp: _env(mp, S3_ENDPOINT_URL="http://127.0.0.1:9", S3_MAX_ATTEMPTS="1"),
+        lambda: ingester.upload_file_to_file_store(frame(seed=29)),
+        ingester.BackoffRetryError,
+    ),
+    "file read fails (EIO)": (
+        lambda mp, arch, tmp: None,
+        lambda: ingester.upload_file_and_ingest_to_archive(
+            FailingRead(frame(seed=33).getvalue(), OSError(errno.EIO, "I/O error"))
+        ),
+        ingester.BackoffRetryError,
+    ),
+    "file object closed": (
+        lambda mp, arch, tmp: None,
+        lambda: ingester.upload_file_and_ingest_to_archive(_closed_file()),
+        ingester.DoNotRetryError,
+    ),
+}
+
+
+def _named(data: bytes, ext: str) -> io.BytesIO:
+    fileobj = io.BytesIO(data)
+    fileobj.name = f"/data/{NAME}{ext}"
+    return fileobj
+
+
+@pytest.mark.parametrize("case", FAILURES, ids=list(FAILURES))
+def test_every_failure_of_the_api_is_in_one_of_the_four_families(case, s3, archive_api, monkeypatch, tmp_path) -> None:
+    arrange, call, family = FAILURES[case]
+    # Given the fault
+    arrange(monkeypatch, archive_api, tmp_path)
+    # When the API is called, then it raises in the family a caller's except chain expects
+    with pytest.raises(FAMILIES) as raised:
+        call()
+    assert isinstance(raised.value, family), f"{case}: {type(raised.value).__name__}: {raised.value}"
+    # And nothing was stored anywhere
+    assert "Versions" not in s3.list_object_versions(Bucket=ARCHIVE)
+    assert archive_api.frames() == []
+
+
+def test_a_pdf_already_archived_is_found_before_its_metadata_is_judged(s3, archive_api) -> None:
+    pdf = b"%PDF-1.4 night summary"
+    # Given a PDF registered with its metadata
+    ingester.upload_file_and_ingest_to_archive(_named(pdf, "-summary.pdf"), file_metadata=dict(PDF_METADATA))
+    # When the same bytes come again without metadata, then they are already there (not a bad file)
+    with pytest.raises(ingester.NonFatalDoNotRetryError, match="already exists"):
+        ingester.upload_file_and_ingest_to_archive(_named(pdf, "-summary.pdf"))
+    # And the same on the function's path: a landing PDF without user metadata is already ingested, not rejected
+    from lambda_ingest.ingest import ingest_object
+    from tests.conftest import LANDING
+
+    s3.put_object(Bucket=LANDING, Key=f"pdf/{NAME}-summary.pdf", Body=pdf)
+    result = ingest_object(LANDING, f"pdf/{NAME}-summary.pdf")
+    assert result.status == "already_ingested"
+    assert result.version_id == archive_api.frames()[0]["version_set"][0]["key"]
+    assert s3.list_objects_v2(Bucket=LANDING)["KeyCount"] == 0
+    assert len(s3.list_object_versions(Bucket=ARCHIVE)["Versions"]) == 1
+    # While different bytes without metadata are still refused for the metadata they lack
+    with pytest.raises(ingester.DoNotRetryError, match="missing required metadata"):
+        ingester.upload_file_and_ingest_to_archive(_named(pdf + b" v2", "-summary.pdf"))
+
+
+PDF_METADATA = {
+    "PROPID": "LCO2015B-001",
+    "DATE-OBS": "2015-12-19T18:22:15",
+    "DAY-OBS": "20151219",
+    "INSTRUME": "kb70",
+    "SITEID": "cpt",
+    "TELID": "1m0a",
+    "OBSTYPE": "EXPOSE",
+    "BLKUID": "123456",
+}
+
+
+# --- FILESTORE_TYPE ---------------------------------------------------------------------------------------
+
+
+def test_dummy_file_store_registers_with_the_md5_as_key_and_stores_nothing(s3, archive_api, monkeypatch) -> None:
+    _env(monkeypatch, FILESTORE_TYPE="dummy")
+    fileobj = frame(seed=30)
+    md5 = hashlib.md5(fileobj.getvalue()).hexdigest()
+    # Step by step, as ocs_ingester's docstring: the version is ocs_archive's dummy store's
+    version = ingester.upload_file_to_file_store(fileobj)
+    assert version == {"key": md5, "md5": md5, "extension": ".fits.fz"}
+    record = ingester.upload_file_and_ingest_to_archive(frame(seed=31))
+    assert record["version_set"][0]["key"] == record["version_set"][0]["md5"]
+    assert [v["key"] for v in archive_api.frames()[0]["version_set"]] == [record["version_set"][0]["md5"]]
+    assert "Versions" not in s3.list_object_versions(Bucket=ARCHIVE)
+
+
+def test_local_file_store_keeps_a_hostile_header_inside_its_root(s3, archive_api, monkeypatch, tmp_path) -> None:
+    from lambda_ingest.local.synthetic import lco_header
+
+    root = tmp_path / "store"
+    _env(monkeypatch, FILESTORE_TYPE="local", FILESYSTEM_STORAGE_ROOT_DIR=str(root))
+    # Given a frame whose SITEID would climb out of the store's root
+    hostile = frame(seed=32, header=lco_header(NAME, SITEID=".."))
+    # When it is ingested, then it is refused as a bad file, and nothing is written anywhere
+    with pytest.raises(ingester.DoNotRetryError, match="outside FILESYSTEM_STORAGE_ROOT_DIR"):
+        ingester.upload_file_and_ingest_to_archive(hostile)
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+    assert archive_api.frames() == []
 
 
 # --- thumbnails --------------------------------------------------------------------------------------------
