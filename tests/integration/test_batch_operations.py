@@ -1,12 +1,15 @@
 """S3 Batch Operations invocations (schemas 1.0 and 2.0) through the Lambda handler.
 
-The documents have the exact shape S3 Batch Operations sends (AWS Lambda developer guide, "Invoke a Lambda
-function with Amazon S3 batch events"; schema 2.0 as in Powertools' S3BatchOperationEvent): the answer must
-carry the invocation id, one result per task id, and a result code the job's completion report records.
+The documents are events/s3-batch-operations-{1.0,2.0}.json, the exact shape S3 Batch Operations sends (AWS
+Lambda developer guide, "Invoke a Lambda function with Amazon S3 batch events"; schema 2.0 as in Powertools'
+S3BatchOperationEvent): the answer must carry the invocation id, one result per task id, and a result code
+the job's completion report records.
 """
 
 from __future__ import annotations
 
+import json
+from functools import partial
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -15,7 +18,7 @@ import pytest
 from lambda_ingest.handler import handler
 from lambda_ingest.local.context import LocalContext
 from lambda_ingest.settings import reset_settings
-from tests.conftest import LANDING
+from tests.conftest import LANDING, ROOT
 from tests.integration.test_handler import bad_frame, frame
 
 GOOD = "cpt1m010-kb70-20151219-0073-e00"
@@ -24,47 +27,32 @@ INVOCATION_ID = "YXNkbGZqYWRmaiBhc2RmdW9hZHNmZGpmaGFzbGtkaGZza2RmaAo"
 TASK_ID = "dGFza2lkZ29lc2hlcmUK"
 
 
-def schema_1_0(bucket: str, key: str, version_id: str | None = None) -> dict[str, Any]:
-    return {
-        "invocationSchemaVersion": "1.0",
-        "invocationId": INVOCATION_ID,
-        "job": {"id": "f3cc4f60-61f6-4a2b-8a21-d07600c373ce"},
-        "tasks": [
-            {
-                "taskId": TASK_ID,
-                "s3Key": quote_plus(key, safe="/"),
-                "s3VersionId": version_id,
-                "s3BucketArn": f"arn:aws:s3:::{bucket}",
-            }
-        ],
-    }
+def document(sample: str, bucket: str, key: str, version_id: str | None = None) -> dict[str, Any]:
+    """A sample invocation document from events/ (as Batch Operations sends it), naming this object."""
+    doc = json.loads((ROOT / "events" / sample).read_text())
+    [task] = doc["tasks"]
+    task["s3Key"] = quote_plus(key, safe="/")  # keys arrive URL-encoded
+    task["s3VersionId"] = version_id
+    if "s3BucketArn" in task:  # schema 1.0 names the bucket by ARN, 2.0 by name
+        task["s3BucketArn"] = f"arn:aws:s3:::{bucket}"
+    else:
+        task["s3Bucket"] = bucket
+    return doc
 
 
-def schema_2_0(bucket: str, key: str, version_id: str | None = None) -> dict[str, Any]:
-    return {
-        "invocationSchemaVersion": "2.0",
-        "invocationId": INVOCATION_ID,
-        "job": {"id": "f3cc4f60-61f6-4a2b-8a21-d07600c373ce", "userArguments": {"k1": "v1"}},
-        "tasks": [
-            {
-                "taskId": TASK_ID,
-                "s3Key": quote_plus(key, safe="/"),
-                "s3VersionId": version_id,
-                "s3Bucket": bucket,
-            }
-        ],
-    }
+schema_1_0 = partial(document, "s3-batch-operations-1.0.json")
+schema_2_0 = partial(document, "s3-batch-operations-2.0.json")
 
 
-@pytest.mark.parametrize("document", [schema_1_0, schema_2_0])
-def test_a_good_object_succeeds_and_is_archived(s3, archive_api, document) -> None:
+@pytest.mark.parametrize("make", [schema_1_0, schema_2_0], ids=["schema-1.0", "schema-2.0"])
+def test_a_good_object_succeeds_and_is_archived(s3, archive_api, make) -> None:
     # Given a frame listed in a Batch Operations manifest (its key has a space, URL-encoded in the task)
     key = f"backfill 2015/{GOOD}.fits.fz"
     s3.put_object(Bucket=LANDING, Key=key, Body=frame(GOOD))
     # When the job invokes the function for its task
-    answer = handler(document(LANDING, key), LocalContext())
+    answer = handler(make(LANDING, key), LocalContext())
     # Then the answer is the documented response, naming the task as Succeeded with the archive key
-    assert answer["invocationSchemaVersion"] == document(LANDING, key)["invocationSchemaVersion"]
+    assert answer["invocationSchemaVersion"] == make(LANDING, key)["invocationSchemaVersion"]
     assert answer["invocationId"] == INVOCATION_ID
     assert answer["treatMissingKeysAs"] == "PermanentFailure"
     [result] = answer["results"]
@@ -88,13 +76,13 @@ def test_a_frame_already_archived_succeeds_without_a_second_version(s3, archive_
     assert len(archive_api.versions()) == 1
 
 
-@pytest.mark.parametrize("document", [schema_1_0, schema_2_0])
-def test_a_bad_file_is_a_permanent_failure_with_its_reason(s3, archive_api, document) -> None:
+@pytest.mark.parametrize("make", [schema_1_0, schema_2_0], ids=["schema-1.0", "schema-2.0"])
+def test_a_bad_file_is_a_permanent_failure_with_its_reason(s3, archive_api, make) -> None:
     # Given a frame without DAY-OBS in the manifest
     key = f"raw/{BAD}.fits.fz"
     s3.put_object(Bucket=LANDING, Key=key, Body=bad_frame(BAD))
     # When the job invokes the function
-    [result] = handler(document(LANDING, key), LocalContext())["results"]
+    [result] = handler(make(LANDING, key), LocalContext())["results"]
     # Then the completion report says PermanentFailure with the reason (not retried by the job)
     assert result["resultCode"] == "PermanentFailure"
     assert "DAY-OBS" in result["resultString"] and "invalid_record" in result["resultString"]
