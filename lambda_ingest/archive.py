@@ -126,6 +126,14 @@ class ArchiveClient:
                     )
         return None
 
+    def frames_page(self, params: dict[str, Any]) -> dict[str, Any]:
+        """One page of `GET frames/` (DRF: count, next, results) with these filters and limit/offset."""
+        what = "GET frames/"
+        response = self._call("GET", "frames/", params=params)
+        self._raise_for(response, what)
+        body = self._json(response, what)
+        return body if isinstance(body, dict) else {}
+
     def post(self, endpoint: str, payload: dict[str, Any]) -> dict[str, Any]:
         """POST frames/ or thumbnails/; returns the 201 body. Raises DuplicateMd5 on a duplicate md5."""
         what = f"POST {endpoint}"

@@ -302,6 +302,10 @@ DLQ_DRAIN_WAIT_SECONDS = 1
 
 def cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
     """Ingest objects already in the landing bucket, or re-drive the dead-letter queue."""
+    if args.enqueue:  # the deployed fleet ingests them: only notifications are sent from here
+        from lambda_ingest.enqueue import cmd_enqueue
+
+        return cmd_enqueue(args, out)
     from lambda_ingest.outcomes import processor
 
     _apply_common(args)
@@ -472,6 +476,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("target", nargs="?", metavar="s3://landing-bucket[/prefix]")
     replay.add_argument("--dlq", metavar="QUEUE_URL", help="re-drive this dead-letter queue instead")
     replay.add_argument(
+        "--enqueue",
+        metavar="QUEUE_URL",
+        help="send one S3 notification per object to this (deployed) ingest queue instead of ingesting here",
+    )
+    replay.add_argument(
         "--concurrency", type=_positive_int, default=4, metavar="N", help="objects in flight (default 4)"
     )
     _add_archive_flags(replay)
@@ -491,6 +500,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--quick", action="store_true", help="fewer, smaller sample frames")
     demo.set_defaults(func=cmd_demo, subparser=demo)
+
+    from lambda_ingest import audit, backfill
+
+    backfill.add_parser(sub).set_defaults(func=backfill.cmd_backfill)
+    audit.add_parser(sub).set_defaults(func=audit.cmd_audit)
     return parser
 
 

@@ -2,6 +2,7 @@
 
 - SQS (the deployed path): one partial batch response; only records with a transient failure are
   reported, so one bad message never makes its batch-mates retry.
+- S3 Batch Operations (backfills): one result per task in the job's completion report (batch_operations).
 - Direct S3 notification or EventBridge: every record is processed; if any failed transiently the
   invocation raises so Lambda retries it (records already done are absorbed by idempotency).
 """
@@ -14,7 +15,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from lambda_ingest import events
+from lambda_ingest import batch_operations, events
 from lambda_ingest.errors import TransientError
 from lambda_ingest.observability import logger, metrics, opentsdb, tracer
 from lambda_ingest.outcomes import processor
@@ -52,6 +53,8 @@ def _sqs_record(record: SQSRecord) -> list[dict[str, Any]]:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     processor().use_context(context)
     try:
+        if batch_operations.is_batch_operations_event(event):
+            return batch_operations.answer(event)
         if events.is_sqs_event(event):
             logger.set_correlation_id(event["Records"][0].get("messageId"))
             return process_partial_response(event=event, record_handler=_sqs_record, processor=_batch, context=context)

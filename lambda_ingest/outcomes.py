@@ -20,12 +20,13 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
-from lambda_ingest import clients, store
+from lambda_ingest import clients, publish, store
 from lambda_ingest.errors import (
     BackoffRetryError,
     IngestError,
     NonFatalDoNotRetryError,
     RejectedError,
+    SystemFaultError,
     TransientError,
 )
 from lambda_ingest.events import ObjectRef
@@ -46,6 +47,7 @@ def _ingest_once(ref: dict[str, Any]) -> dict[str, Any]:
     logger.info(result.status, extra=result.summary())
     emit_emf(result)
     opentsdb.record(result)
+    publish.archived(result)
     return result.summary()
 
 
@@ -64,6 +66,9 @@ def _outcome(obj: ObjectRef, attempt: Callable[[], dict[str, Any]]) -> dict[str,
             extra={"outcome": "transient", "object": obj.uri, "reason": exc.reason},
         )
         emit_failure_emf("transient", exc.reason_class)
+        raise
+    except SystemFaultError as exc:
+        publish.fault(obj, exc)
         raise
 
 
@@ -88,6 +93,7 @@ def _reject(obj: ObjectRef, exc: RejectedError) -> None:
     except IngestError as tag_error:
         # The rejection stands (and is logged); the tag is a convenience for whoever looks at the bucket.
         logger.warning("could not tag the rejected object", extra={"object": obj.uri, "error": str(tag_error)})
+    publish.rejected(obj, exc)
 
 
 class Processor:

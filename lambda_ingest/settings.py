@@ -109,6 +109,9 @@ class Settings:
     # Handler
     idempotency_table: str | None = None
     idempotency_expiry_seconds: int = 7 * 24 * 3600
+    # Outcome events (EventBridge; unset = none published) and the audit's landing bucket
+    event_bus_name: str | None = None
+    landing_bucket: str | None = None
     # Metrics (ocs_ingester names)
     opentsdb_hostname: str | None = None
     opentsdb_port: int = 4242
@@ -169,6 +172,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         idempotency_expiry_seconds=_int(
             env, "IDEMPOTENCY_EXPIRY_SECONDS", Settings.idempotency_expiry_seconds, minimum=60
         ),
+        event_bus_name=_text(env, "EVENT_BUS_NAME", None),
+        landing_bucket=_text(env, "LANDING_BUCKET", None),
         opentsdb_hostname=_text(env, "OPENTSDB_HOSTNAME", None),
         opentsdb_port=_int(env, "OPENTSDB_PORT", Settings.opentsdb_port, minimum=1),
         opentsdb_test_mode=_bool(env, "OPENTSDB_PYTHON_METRICS_TEST_MODE", False),

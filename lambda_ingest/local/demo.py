@@ -168,6 +168,7 @@ def run_demo(frames_dir: str | None = None, keep: bool = False, out: TextIO = sy
         rows = _run_handler(stack, _Status(out), expected=len(samples))
         _print_table(rows, out)
         checked = _download_check(stack, rows, by_key, out)
+        _print_events(stack, out)
         elapsed = time.perf_counter() - started
         _say(out, f"{_summary(rows)}; download check {'passed' if checked else 'FAILED'}; {elapsed:.1f} s")
         code = 0 if checked and len(rows) == len(samples) else 1
@@ -269,6 +270,16 @@ def _download_check(stack: LocalStack, rows: list[dict[str, Any]], samples: dict
     return same
 
 
+def _print_events(stack: LocalStack, out: TextIO) -> None:
+    """The outcome events an EventBridge rule delivered to a subscriber queue (as a pipeline would get them)."""
+    events = stack.received_events()
+    _say(out, f"events published to EventBridge bus {stack.environment()['EVENT_BUS_NAME']}: {len(events)}")
+    for event in events:
+        detail = event.get("detail", {})
+        what = detail.get("archive_key") or detail.get("reason") or ""
+        _say(out, f"  {event.get('detail-type', '?'):<15} {detail.get('landing_key', '')}  {what}")
+
+
 def _keep_running(stack: LocalStack, out: TextIO) -> None:
     """Leave the stack up and keep ingesting: every upload to the landing bucket is handed to the handler."""
     assert stack.archive is not None
@@ -279,6 +290,7 @@ def _keep_running(stack: LocalStack, out: TextIO) -> None:
         _say(out, f"  export {name}={value}")
     _say(out, f"  # landing bucket s3://{LANDING_BUCKET}   queue {stack.queue_url}   dead-letter queue {stack.dlq_url}")
     _say(out, f"  # archive bucket s3://{ARCHIVE_BUCKET}   frames {stack.archive.api_root}frames/")
+    _say(out, f"  # outcome events (EventBridge rule -> SQS) {stack.events_queue_url}")
     _say(out, "Try, in another shell after the exports:")
     _say(out, "  lambda-ingest ingest --check-only FILE.fits.fz")
     _say(out, f"  aws --endpoint-url {endpoint} s3 cp FILE.fits.fz s3://{LANDING_BUCKET}/   # ingested here, as in AWS")

@@ -21,6 +21,8 @@ ARCHIVE_BUCKET = "lambda-ingest-archive"
 QUEUE_NAME = "lambda-ingest-queue"
 DLQ_NAME = "lambda-ingest-dlq"
 IDEMPOTENCY_TABLE = "lambda-ingest-idempotency"
+EVENT_BUS = "lambda-ingest-events"
+EVENTS_QUEUE_NAME = "lambda-ingest-events-subscriber"  # stands in for a downstream consumer (a pipeline)
 
 
 def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str = REGION) -> dict[str, Any]:
@@ -53,6 +55,7 @@ class LocalStack:
         self.queue_url = ""
         self.dlq_url = ""
         self.queue_arn = ""
+        self.events_queue_url = ""
         self._saved_env: dict[str, str | None] | None = None
 
     def client(self, service: str) -> Any:
@@ -81,6 +84,17 @@ class LocalStack:
             NotificationConfiguration={
                 "QueueConfigurations": [{"QueueArn": self.queue_arn, "Events": ["s3:ObjectCreated:*"]}]
             },
+        )
+        # Outcome events: a bus whose rule sends everything lambda_ingest publishes to a subscriber queue.
+        self.events_queue_url = sqs.create_queue(QueueName=EVENTS_QUEUE_NAME)["QueueUrl"]
+        events_queue_arn = sqs.get_queue_attributes(QueueUrl=self.events_queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        eventbridge = self.client("events")
+        eventbridge.create_event_bus(Name=EVENT_BUS)
+        eventbridge.put_rule(Name="all-outcomes", EventBusName=EVENT_BUS, EventPattern='{"source": ["lambda_ingest"]}')
+        eventbridge.put_targets(
+            Rule="all-outcomes", EventBusName=EVENT_BUS, Targets=[{"Id": "subscriber", "Arn": events_queue_arn}]
         )
         self.client("dynamodb").create_table(
             TableName=IDEMPOTENCY_TABLE,
@@ -120,6 +134,8 @@ class LocalStack:
             "AWS_DEFAULT_REGION": REGION,
             "AWS_REGION": REGION,
             "IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE,
+            "EVENT_BUS_NAME": EVENT_BUS,
+            "LANDING_BUCKET": LANDING_BUCKET,
         }
 
     def activate(self) -> None:
@@ -156,6 +172,17 @@ class LocalStack:
             WaitTimeSeconds=wait_seconds,
         ).get("Messages", [])
         return sqs_event(got, self.queue_arn) if got else None
+
+    def received_events(self) -> list[dict[str, Any]]:
+        """The outcome events the subscriber queue got so far (removed from it), oldest first."""
+        import json
+
+        sqs, found = self.client("sqs"), []
+        while got := sqs.receive_message(QueueUrl=self.events_queue_url, MaxNumberOfMessages=10).get("Messages", []):
+            for message in got:
+                found.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=self.events_queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return sorted(found, key=lambda event: event.get("time", ""))
 
     def acknowledge(self, event: dict[str, Any], failures: list[dict[str, str]]) -> None:
         """What the event source mapping does: delete the messages that did not fail."""

@@ -93,6 +93,14 @@ def test_quick_demo_table(capsys) -> None:
     assert re.search(
         r"^4 files: 2 ingested, 1 already ingested, 1 rejected; download check passed; \d+\.\d s$", out, re.MULTILINE
     )
+    # And the outcome events a subscriber got through EventBridge are listed: one per new frame and rejection
+    assert "events published to EventBridge bus lambda-ingest-events: 3" in out
+    published = re.findall(r"^  (Frame Archived|File Rejected)\s+(\S+)\s+(.+)$", out, re.MULTILINE)
+    assert sorted((kind, key) for kind, key, _ in published) == [
+        ("File Rejected", f"raw/{bad}"),
+        ("Frame Archived", f"raw/{experimental}"),
+        ("Frame Archived", f"raw/{raw}"),
+    ]
     # And this process is not left pointing at the stopped stack
     assert dict(os.environ) == environment
 
