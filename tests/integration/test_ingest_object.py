@@ -306,6 +306,7 @@ def test_thumbnail_registers_with_thumbnails_endpoint(s3, archive_api) -> None:
         "instrume": "kb70",
         "siteid": "cpt",
         "telid": "1m0a",
+        "obstype": "EXPOSE",  # the archive validates a thumbnail's body as a frame's
     }
     upload(s3, NAME + "-small.jpg", b"\xff\xd8\xff\xe0 jpeg", Metadata=thumb)
     result = ingest_object(LANDING, NAME + "-small.jpg")
