@@ -23,7 +23,6 @@ import json
 import logging
 import re
 import socket
-import socketserver
 import struct
 import threading
 from collections.abc import Callable, Iterator
@@ -86,8 +85,8 @@ _PROXY_PAGE = "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<cente
 # Responses
 
 
-@dataclass
-class _Response(Exception):
+@dataclass(eq=False)  # an exception stays hashable
+class _Response(Exception):  # raised to answer at once (an error), returned otherwise
     status: int
     body: bytes = b""
     content_type: str = "application/json"
@@ -128,9 +127,7 @@ def _fault_response(status: int) -> _Response:
 
 
 class _Invalid(Exception):
-    def __init__(self, detail: Any) -> None:
-        super().__init__(detail)
-        self.detail = detail
+    """args[0] is DRF's error detail for the field."""
 
 
 def _not_null(value: Any) -> Any:
@@ -208,7 +205,7 @@ def _names(value: Any) -> list[str]:
         try:
             names.append(_char(item))
         except _Invalid as exc:
-            errors[str(index)] = exc.detail
+            errors[str(index)] = exc.args[0]
     if errors:
         raise _Invalid(errors)
     return names
@@ -241,7 +238,7 @@ def _parse_into(clean: dict[str, Any], data: dict[str, Any], parsers: dict[str, 
         try:
             clean[name] = parse(data[name])
         except _Invalid as exc:
-            errors[name] = exc.detail
+            errors[name] = exc.args[0]
     return errors
 
 
@@ -631,7 +628,7 @@ class ArchiveEmulator:
         try:
             items = _items(value)
         except _Invalid as exc:
-            raise _Invalid({"non_field_errors": exc.detail}) from None
+            raise _Invalid({"non_field_errors": exc.args[0]}) from None
         stored = [v for frame in self._frames.values() for v in frame.versions]
         clean, errors = [], []
         for item in items:
@@ -747,11 +744,6 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], emulator: ArchiveEmulator) -> None:
         self.emulator = emulator
         super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn) that can stall; it is not needed.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         logger.debug("archive emulator: connection error from %s", client_address, exc_info=True)
