@@ -424,19 +424,26 @@ class ArchiveEmulator:
     # -- inspection for tests -------------------------------------------------------------------------
 
     def frames(self) -> list[dict[str, Any]]:
-        """Every stored frame, oldest first, as a 201 body plus its `headers` and whether it is `hidden`."""
+        """Every stored frame, oldest first: its fields, `headers`, `version_set` and whether it is `hidden`.
+
+        No URLs: a presigned URL changes with the second it is made, and tests compare these snapshots.
+        """
         with self._lock:
-            frames = sorted(self._frames.values(), key=lambda f: f.id)
-            return [self._frame_body(f) | {"headers": f.headers, "hidden": f.hidden} for f in frames]
+            return [
+                {"id": f.id, "basename": f.basename, "area": f.fields.get("area"), "related_frames": list(f.related)}
+                | {name: _render(f.fields.get(name, default)) for name, default in _COLUMNS.items()}
+                | {"version_set": [{**v, "created": _render(v["created"])} for v in f.versions]}
+                | {"headers": f.headers, "hidden": f.hidden}
+                for f in sorted(self._frames.values(), key=lambda f: f.id)
+            ]
 
     def versions(self) -> list[dict[str, Any]]:
         """Every stored version, oldest first, with its frame's id (`frame_id`) and `basename`."""
-        with self._lock:
-            rows = [
-                {**v, "created": _render(v["created"]), "frame_id": f.id, "basename": f.basename}
-                for f in self._frames.values()
-                for v in f.versions
-            ]
+        rows = [
+            {**version, "frame_id": frame["id"], "basename": frame["basename"]}
+            for frame in self.frames()
+            for version in frame["version_set"]
+        ]
         return sorted(rows, key=lambda row: row["id"])
 
     def thumbnails(self) -> list[dict[str, Any]]:
