@@ -341,8 +341,8 @@ class ArchiveEmulator:
         port: int = 0,
     ) -> None:
         host = "127.0.0.1" if host == "localhost" else host
-        if not ipaddress.ip_address(host).is_loopback:
-            raise ValueError(f"the archive emulator binds to loopback only, not {host!r}")
+        if not ipaddress.ip_address(host).is_loopback or ipaddress.ip_address(host).version != 4:
+            raise ValueError(f"the archive emulator binds to IPv4 loopback only, not {host!r}")
         self.admin_token, self.user_token = admin_token, user_token
         self.s3_client, self.bucket = s3_client, bucket
         self.configuration_types = tuple(configuration_types)
