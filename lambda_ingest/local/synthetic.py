@@ -1,9 +1,10 @@
 """Synthetic LCO-style frames for tests, the demo and the benchmark.
 
-Everything here is deterministic (seeded) and written as code, so tests need no fixture files. Headers
-follow the LCO data dictionary as seen in real frames (site, telescope, instrument, timing, proposal,
-block/molecule/request ids, pointing, WCS, pipeline cards for processed frames). Data units are filler:
-only their size and the FITS structure are meaningful.
+Everything here is deterministic (seeded), so tests need no fixture files. Headers follow the LCO data
+dictionary as seen in real frames: the cards, their order and comments come from ``lco-header.txt`` (a
+processed frame's header, shipped with the package); the values that depend on the frame (site,
+telescope, instrument, timing, proposal, block/molecule/request ids, pointing, WCS, pipeline cards) are
+computed here. Data units are filler: only their size and the FITS structure are meaningful.
 
 Layouts written:
 
