@@ -245,26 +245,28 @@ def _print_table(rows: list[dict[str, Any]], out: TextIO, header: bool = True) -
 
 
 def _download_check(stack: LocalStack, rows: list[dict[str, Any]], samples: dict[str, Sample], out: TextIO) -> bool:
-    """Follow a registered frame's download URL and compare the bytes with what was uploaded."""
+    """Follow a registered version's download URL and compare the bytes with what was uploaded."""
     assert stack.archive is not None
     for row in rows:
         if row["outcome"] != "ingested" or _key_of(row) not in samples:
             continue
-        frame = requests.get(
-            f"{stack.archive.api_root}frames/{row['frame_id']}/",
-            headers={"Authorization": f"Token {stack.token}"},  # private frames too
+        frames = requests.get(
+            f"{stack.archive.api_root}frames/",
+            params={"basename_exact": row["basename"]},
+            headers={"Authorization": f"Token {stack.token}"},
             timeout=10,
-        ).json()
-        # A frame's url is its newest version (a .fits and .fits.fz of one basename share a frame).
-        if frame["version_set"][0]["key"] == row["version_id"]:
+        ).json()["results"]
+        # Each version carries its own url (a .fits and .fits.fz of one basename share a frame).
+        urls = [v.get("url") for f in frames for v in f["version_set"] if v["key"] == row["version_id"]]
+        if urls and urls[0]:
             break
     else:
         return False
-    body = requests.get(frame["url"], timeout=30).content
+    body = requests.get(urls[0], timeout=30).content
     same = hashlib.md5(body).hexdigest() == hashlib.md5(samples[_key_of(row)].data).hexdigest()
     _say(
         out,
-        f"download check: frames/{row['frame_id']}/ url returns {len(body)} bytes, "
+        f"download check: frame {row['frame_id']} version url returns {len(body)} bytes, "
         f"{'identical to' if same else 'DIFFERENT from'} the uploaded {_key_of(row)}",
     )
     return same

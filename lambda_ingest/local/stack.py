@@ -46,9 +46,8 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str = REGI
 
 
 class LocalStack:
-    def __init__(self, *, archive_db: str = ":memory:") -> None:
+    def __init__(self) -> None:
         self.s3_server = LocalS3Server()
-        self.archive_db = archive_db
         # A fresh random token per run: nothing secret is baked into the code.
         self.token = secrets.token_hex(20)
         self.archive: ArchiveEmulator | None = None
@@ -102,9 +101,7 @@ class LocalStack:
             AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
-        self.archive = ArchiveEmulator(
-            admin_token=self.token, s3_client=s3, bucket=ARCHIVE_BUCKET, db_path=self.archive_db
-        ).start()
+        self.archive = ArchiveEmulator(admin_token=self.token, s3_client=s3, bucket=ARCHIVE_BUCKET).start()
         return self
 
     def stop(self) -> None:

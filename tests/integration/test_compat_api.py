@@ -49,6 +49,7 @@ THUMBNAIL_METADATA = {
     "INSTRUME": "kb70",
     "SITEID": "cpt",
     "TELID": "1m0a",
+    "OBSTYPE": "EXPOSE",  # the archive validates a thumbnail's body as a frame's
 }
 
 

@@ -88,7 +88,9 @@ def test_quick_demo_table(capsys) -> None:
     assert rejected["version id"] == rejected["md5"] == rejected["frame"] == "-"
     # The download check and the one-line summary
     assert re.search(
-        r"^download check: frames/\d+/ url returns \d+ bytes, identical to the uploaded raw/\S+$", out, re.MULTILINE
+        r"^download check: frame \d+ version url returns \d+ bytes, identical to the uploaded raw/\S+$",
+        out,
+        re.MULTILINE,
     )
     assert re.search(
         r"^4 files: 2 ingested, 1 already ingested, 1 rejected; download check passed; \d+\.\d s$", out, re.MULTILINE

@@ -13,7 +13,7 @@ import requests
 from lambda_ingest.errors import ArchiveUnavailableError, ObjectChangedError, ObjectGoneError, RecordError
 from lambda_ingest.ingest import ingest_object
 from lambda_ingest.record import json_safe
-from tests.conftest import ARCHIVE, LANDING, real_frames
+from tests.conftest import ADMIN_TOKEN, ARCHIVE, LANDING, real_frames
 
 NAME = "cpt1m010-kb70-20151219-0073-e00"
 
@@ -84,7 +84,12 @@ def test_downloading_the_registered_url_returns_the_same_bytes(s3, archive_api) 
     data = synthetic()
     upload(s3, NAME + ".fits.fz", data)
     result = ingest_object(LANDING, NAME + ".fits.fz")
-    frame = requests.get(f"{archive_api.api_root}frames/{result.frame_id}/", timeout=5).json()
+    [frame] = requests.get(
+        f"{archive_api.api_root}frames/",
+        params={"basename_exact": NAME},
+        headers={"Authorization": f"Token {ADMIN_TOKEN}"},
+        timeout=5,
+    ).json()["results"]
     assert frame["url"]
     # The emulator presigns for moto's endpoint; fetch through boto3's view of that URL's key/version.
     assert f"versionId={result.version_id}" in frame["url"]
@@ -301,6 +306,7 @@ def test_thumbnail_registers_with_thumbnails_endpoint(s3, archive_api) -> None:
         "instrume": "kb70",
         "siteid": "cpt",
         "telid": "1m0a",
+        "obstype": "EXPOSE",  # the archive validates a thumbnail's body as a frame's
     }
     upload(s3, NAME + "-small.jpg", b"\xff\xd8\xff\xe0 jpeg", Metadata=thumb)
     result = ingest_object(LANDING, NAME + "-small.jpg")

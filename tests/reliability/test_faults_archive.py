@@ -7,8 +7,6 @@ stops listening. Failed records are redelivered at once (SQS would wait for the 
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from lambda_ingest.handler import handler
@@ -134,22 +132,12 @@ def test_redelivery_overtaking_a_late_registration_still_converges(
     assert_exactly_once(s3, archive_api, files)
 
 
-def test_archive_500_after_its_commit_loses_nothing(s3, archive_api, queue, context, monkeypatch) -> None:
-    from lambda_ingest.local.archive_emulator import ArchiveEmulator
-
+def test_archive_500_after_its_commit_loses_nothing(s3, archive_api, queue, context) -> None:
     # Given an archive that commits the frame and then fails rendering its answer (a 500 with the frame
     # saved, as the real archive does when its response serialisation crashes), once
     files = frame_files(2)
     upload(s3, files)
-    original = ArchiveEmulator._created_body
-    failures = iter([True])
-
-    def crash_once(self: Any, frame_id: int) -> dict[str, Any]:
-        if next(failures, False):
-            raise RuntimeError("serializer crashed after the commit")
-        return original(self, frame_id)
-
-    monkeypatch.setattr(ArchiveEmulator, "_created_body", crash_once)
+    archive_api.inject(status=500, after=True, method="POST", path_prefix="frames/")
     # When the notifications are delivered and the failed record redelivered
     invocations = queue.deliver_all(handler, context)
     # Then the 500 was a transient failure, and the registered version still holds the frame's bytes
