@@ -1275,30 +1275,35 @@ class ArchiveEmulator:
                 frame = db.execute("SELECT * FROM frames WHERE basename = ?", (clean["frame_basename"],)).fetchone()
                 if frame is None:
                     errors["frame_basename"] = [f'Frame with basename "{clean["frame_basename"]}" does not exist.']
-            for name in ("basename", "key"):
-                if (
-                    name in clean
-                    and db.execute(f"SELECT 1 FROM thumbnails WHERE {name} = ?", (clean[name],)).fetchone()
-                ):
-                    errors[name] = [f"thumbnail with this {name} already exists."]
+            # The real endpoint is an upsert by thumbnail basename: the newest key wins; a key is unique.
+            if (
+                "key" in clean
+                and db.execute(
+                    "SELECT 1 FROM thumbnails WHERE key = ? AND basename != ?", (clean["key"], clean.get("basename"))
+                ).fetchone()
+            ):
+                errors["key"] = ["thumbnail with this key already exists."]
             if errors:
                 return _json(400, errors)
             assert frame is not None
+            values = (frame["id"], clean["size"], clean["extension"], clean["key"], _store_datetime(_now()))
             with db:
-                cursor = db.execute(
-                    "INSERT INTO thumbnails (frame_id, size, basename, extension, key, created) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        frame["id"],
-                        clean["size"],
-                        clean["basename"],
-                        clean["extension"],
-                        clean["key"],
-                        _store_datetime(_now()),
-                    ),
-                )
-            row = db.execute("SELECT * FROM thumbnails WHERE id = ?", (cursor.lastrowid,)).fetchone()
-            return _json(201, self._thumbnail_body(row, data))
+                if db.execute("SELECT 1 FROM thumbnails WHERE basename = ?", (clean["basename"],)).fetchone():
+                    db.execute(
+                        "UPDATE thumbnails SET frame_id = ?, size = ?, extension = ?, key = ?, created = ? "
+                        "WHERE basename = ?",
+                        (*values, clean["basename"]),
+                    )
+                else:
+                    db.execute(
+                        "INSERT INTO thumbnails (frame_id, size, extension, key, created, basename) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        (*values, clean["basename"]),
+                    )
+            row = db.execute("SELECT * FROM thumbnails WHERE basename = ?", (clean["basename"],)).fetchone()
+            body = self._thumbnail_body(row, data)
+            # The real 201 body: {frame, size, basename, url, key, extension}, no id.
+            return _json(201, {name: body[name] for name in ("frame", "size", "basename", "url", "key", "extension")})
 
     def _thumbnail_body(self, row: sqlite3.Row, data: dict[str, Any] | None = None) -> dict[str, Any]:
         frame = self._frame_row(row["frame_id"])
