@@ -444,15 +444,18 @@ def test_thumbnails_are_registered_against_a_frame(archive):
     # When its thumbnail is posted, key and extension inside version_set as the reference ingester does
     version = {"key": "t" * 32, "md5": "tm", "extension": ".jpg"}
     response = post(archive, "thumbnails/", {**thumbnail, "version_set": [version]})
-    # Then it is 201 with an id, and is stored against the frame
-    assert response.status_code == 201 and isinstance(response.json()["id"], int)
+    # Then it is 201 with the real archive's body (no id), and is stored against the frame
+    assert response.status_code == 201
+    assert set(response.json()) == {"frame", "size", "basename", "url", "key", "extension"}
     assert archive.thumbnails()[0]["frame_basename"] == BASENAME
+    # And a second POST for the basename is an upsert: 201 again, the newest key wins
+    again = post(archive, "thumbnails/", {**thumbnail, "key": "u" * 32, "extension": ".jpg"})
+    assert again.status_code == 201 and [t["key"] for t in archive.thumbnails()] == ["u" * 32]
     # And the usual rules hold
     assert post(archive, "thumbnails/", {**thumbnail, "key": "k2", "extension": ".jpg"}, USER).status_code == 403
     bad = post(archive, "thumbnails/", {**thumbnail, "size": "huge", "key": "k" * 33, "extension": ".jpg"}).json()
     assert bad["size"] == ['"huge" is not a valid choice.']
     assert bad["key"] == ["Ensure this field has no more than 32 characters."]
-    assert bad["basename"] == ["thumbnail with this basename already exists."]
     orphan = {**thumbnail, "frame_basename": "nope", "basename": "b", "key": "k3", "extension": ".jpg"}
     assert "frame_basename" in post(archive, "thumbnails/", orphan).json()
 
