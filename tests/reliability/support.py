@@ -70,8 +70,8 @@ class IngestQueue:
 
         Records reported in `batchItemFailures` become visible again at once (SQS would wait for the
         visibility timeout); the others are deleted. An invocation that raises fails the whole batch, as
-        in Lambda: a crash (BaseException), or Powertools' BatchProcessingError when every record of the
-        batch failed. None when the queue is empty.
+        in Lambda: a crash (BaseException), or an error before any record ran (an invalid configuration).
+        None when the queue is empty.
         """
         messages = self.receive(limit)
         if not messages:
