@@ -433,6 +433,46 @@ def test_10_an_invocation_near_its_deadline_starts_nothing_and_returns(s3, archi
 
 
 # --------------------------------------------------------------------------------------------------------
+# 11. Orphans: in the duplicate-md5 branch nothing is deleted before the registered version is confirmed
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_11_duplicate_md5_whose_confirmation_fails_deletes_nothing_and_the_redelivery_converges(
+    s3, archive_api, queue, context, monkeypatch
+) -> None:
+    from lambda_ingest.archive import ArchiveClient
+    from lambda_ingest.errors import ArchiveUnavailableError
+
+    # Given frame A registered, and the same bytes uploaded under another name B
+    files = frame_files(1)
+    upload(s3, files)
+    queue.deliver_all(handler, context)
+    [data] = files.values()
+    other = "cpt1m010-kb70-20151219-0999-e00.fits"
+    s3.put_object(Bucket=LANDING, Key=other, Body=data)
+    # ... and the archive failing the lookup that confirms which version holds the bytes (B's second lookup,
+    # after its POST was refused as a duplicate md5)
+    original = ArchiveClient.find_version
+    calls = iter(range(100))
+
+    def second_lookup_fails(self: Any, basename: str, md5: str) -> Any:
+        if next(calls) == 1:
+            raise ArchiveUnavailableError("GET frames/: archive answered 503")
+        return original(self, basename, md5)
+
+    with monkeypatch.context() as m:
+        m.setattr(ArchiveClient, "find_version", second_lookup_fails)
+        first = queue.deliver_once(handler, context)
+    # Then the record failed, and nothing was deleted: B's landing object and B's archive copy are still there
+    assert first is not None and first.failed == first.message_ids
+    assert landing_keys(s3) == [other]
+    assert len(archive_object_versions(s3)) == 2
+    # When SQS redelivers it, Then B is already ingested, its copies are gone, nothing is orphaned
+    queue.deliver_all(handler, context)
+    assert_exactly_once(s3, archive_api, files)
+
+
+# --------------------------------------------------------------------------------------------------------
 # 13./14. Reasons: "not a FITS file" first; tag values in plain words
 # --------------------------------------------------------------------------------------------------------
 
