@@ -249,7 +249,9 @@ def ingest_source(
         # Confirm which version holds them before deleting anything: if this lookup fails, the copy stays
         # for the redelivery's sweep and the landing object is untouched.
         existing = archive.find_version(record.basename, md5)
-        _discard_copy(settings.bucket, record.archive_key, new_version)  # refused: never registered
+        # Refused, so never registered. Not best effort: if this delete fails the record fails before the
+        # landing object is removed, and the redelivery's sweep removes the copy.
+        store.delete_version(settings.bucket, record.archive_key, new_version)
         result.status, result.bytes_copied = "already_ingested", 0
         result.version_id = existing.key if existing else None
         if existing is not None:
