@@ -169,6 +169,24 @@ def test_2_missing_archive_bucket_is_a_system_fault_not_a_skip(
     assert counts(metrics, "FilesSkipped") == {}
 
 
+def test_2_unversioned_archive_bucket_is_a_system_fault_never_a_file_fault(
+    s3, archive_api, queue, context, capsys, monkeypatch
+) -> None:
+    # Given a function pointed at an archive bucket without versioning (the archive needs version ids)
+    s3.create_bucket(Bucket="unversioned-archive")
+    files = frame_files(1)
+    [key] = upload(s3, files)
+    set_env(monkeypatch, BUCKET="unversioned-archive")
+    capsys.readouterr()
+    # When the notification is delivered once
+    first = queue.deliver_once(handler, context)
+    # Then the record failed as a system fault naming versioning; the file is untagged, nothing registered
+    assert first is not None and first.failed == first.message_ids
+    assert counts(emf(capsys), "SystemFaults") == {"storage_access": 1}
+    assert landing_tags(s3) == {key: []}
+    assert archive_api.versions() == []
+
+
 @pytest.mark.parametrize("code", ["AccessDenied", "ExpiredToken", "InvalidAccessKeyId", "KMS.DisabledException"])
 @pytest.mark.parametrize("operation", ["HeadObject", "CopyObject"])
 def test_3_s3_access_errors_fail_the_record_and_never_reject_the_file(
