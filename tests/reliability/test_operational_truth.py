@@ -187,8 +187,15 @@ def test_2_unversioned_archive_bucket_is_a_system_fault_never_a_file_fault(
     assert archive_api.versions() == []
 
 
-@pytest.mark.parametrize("code", ["AccessDenied", "ExpiredToken", "InvalidAccessKeyId", "KMS.DisabledException"])
-@pytest.mark.parametrize("operation", ["HeadObject", "CopyObject"])
+@pytest.mark.parametrize(
+    ("operation", "code"),
+    [
+        ("HeadObject", "AccessDenied"),
+        ("HeadObject", "ExpiredToken"),
+        ("CopyObject", "InvalidAccessKeyId"),
+        ("CopyObject", "KMS.DisabledException"),
+    ],
+)
 def test_3_s3_access_errors_fail_the_record_and_never_reject_the_file(
     s3, archive_api, queue, context, s3_faults, capsys, operation: str, code: str
 ) -> None:
