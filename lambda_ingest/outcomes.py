@@ -81,15 +81,27 @@ def _outcome(obj: ObjectRef, attempt: Callable[[], dict[str, Any]]) -> dict[str,
         )
         emit_failure_emf("transient", exc.reason_class)
         raise
+    except Exception as exc:
+        # No layer classified it (a bug, a library error): the system's fault until someone looks. The record
+        # fails (retried, then the DLQ) and is alarmed; the file is not blamed.
+        report_system_fault(exc, obj.uri)
+        raise
 
 
-def report_system_fault(exc: SystemFaultError, obj: str | None = None) -> None:
+UNEXPECTED = "unexpected"  # the SystemFaults reason of an exception outside the error tree
+
+
+def report_system_fault(exc: Exception, obj: str | None = None) -> None:
     """One error line naming the cause, and SystemFaults{reason} (alarmed): an operator must fix something."""
+    if isinstance(exc, IngestError):
+        reason, reason_class = exc.reason, exc.reason_class
+    else:
+        reason, reason_class = " ".join(f"{type(exc).__name__}: {exc}".split())[:1000], UNEXPECTED
     logger.error(
-        f"system fault: {exc.reason}",
-        extra={"outcome": "system_fault", "object": obj, "reason": exc.reason, "reason_class": exc.reason_class},
+        f"system fault: {reason}",
+        extra={"outcome": "system_fault", "object": obj, "reason": reason, "reason_class": reason_class},
     )
-    emit_failure_emf("system_fault", exc.reason_class)
+    emit_failure_emf("system_fault", reason_class)
 
 
 def _object_ref(ref: dict[str, Any]) -> ObjectRef:

@@ -220,6 +220,30 @@ def test_3_s3_access_errors_fail_the_record_and_never_reject_the_file(
     assert_exactly_once(s3, archive_api, files)
 
 
+def test_an_unclassified_error_is_a_system_fault_not_a_rejection(
+    s3, archive_api, queue, context, logs, capsys, monkeypatch
+) -> None:
+    from lambda_ingest import ingest
+
+    # Given a frame, and a bug: record building raising an error outside the project's error tree
+    files = frame_files(1)
+    [key] = upload(s3, files)
+
+    def bug(*args: Any, **kwargs: Any) -> Any:
+        raise KeyError("OBSTYPE")
+
+    monkeypatch.setattr(ingest, "read_record", bug)
+    capsys.readouterr()
+    # When the notification is delivered once
+    first = queue.deliver_once(handler, context)
+    # Then the record failed and is counted as SystemFaults{unexpected} with one error line; the file untagged
+    assert first is not None and first.failed == first.message_ids
+    assert counts(emf(capsys), "SystemFaults") == {"unexpected": 1}
+    [fault] = [line for line in logs.lines if line.get("outcome") == "system_fault"]
+    assert fault["message"] == "system fault: KeyError: 'OBSTYPE'"
+    assert landing_tags(s3) == {key: []}
+
+
 # --------------------------------------------------------------------------------------------------------
 # 4./12. Invalid configuration: named, at the start, a system fault
 # --------------------------------------------------------------------------------------------------------
