@@ -1,20 +1,31 @@
 """Science Archive REST client: duplicate lookup and registration, with timeouts and error classes.
 
-Classification (science-archive-api.md): 201 with an id is the only success of a POST; 400 duplicate
-md5 means another delivery already registered the bytes; other 4xx are permanent except 408/429;
-5xx, timeouts and refused connections are transient. The token goes only into the Authorization header
-and is never part of an error message.
+Classification (science-archive-api.md), decided here once:
+- 201 is the only success of a POST (frames/: with an id; thumbnails/: an upsert whose body has key and
+  basename, no id); 400 duplicate md5 means another delivery already registered the bytes;
+- 400 about the record -> ArchiveRejectedError (the file's fault);
+- 401/403 -> ArchiveAccessError (the token; fetched again once before giving up), 404 or 3xx -> wrong
+  API_ROOT (ArchiveAccessError): system faults, never blamed on a file;
+- 5xx/408/429, timeouts, refused connections -> ArchiveUnavailableError (retry later).
+Reasons are one line, never an HTML body, and say nothing about retrying: the caller decides that. The
+token goes only into the Authorization header and is never part of an error message.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import requests
 
-from lambda_ingest.errors import ArchiveRejectedError, ArchiveUnavailableError, ConfigurationError
+from lambda_ingest.errors import (
+    ArchiveAccessError,
+    ArchiveRejectedError,
+    ArchiveUnavailableError,
+    ConfigurationError,
+)
 from lambda_ingest.settings import Settings
 
 _RETRYABLE_4XX = {408, 429}
@@ -35,12 +46,17 @@ class ExistingVersion:
 
 
 class ArchiveClient:
-    def __init__(self, settings: Settings, token: str) -> None:
+    """`refresh_token`: returns the token fetched afresh (bypassing any cache); called once on a 401/403 so
+    a rotated secret is picked up at once instead of failing every file until the cache expires."""
+
+    def __init__(self, settings: Settings, token: str, refresh_token: Callable[[], str] | None = None) -> None:
         if not token:
             raise ConfigurationError("no archive token: set AUTH_TOKEN or AUTH_TOKEN_SECRET_ARN")
         self.api_root = settings.archive_api_root
         self._timeout = (settings.http_connect_timeout, settings.http_read_timeout)
-        self._headers = {"Authorization": f"Token {token}", "Accept": "application/json"}
+        self._token = token
+        self._refresh_token = refresh_token
+        self._token_lock = threading.Lock()
         self._local = threading.local()  # requests.Session is not thread-safe; one per thread
 
     @property
@@ -48,42 +64,61 @@ class ArchiveClient:
         session = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
-            session.headers.update(self._headers)
+            session.headers.update({"Accept": "application/json"})
             self._local.session = session
         return session
 
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         url = self.api_root + path
+        headers = {"Authorization": f"Token {self._token}"}
         try:
             # Redirects are not followed: the archive's 301 for a missing slash turns a POST into a GET.
-            return self._session.request(method, url, timeout=self._timeout, allow_redirects=False, **kwargs)
+            return self._session.request(
+                method, url, headers=headers, timeout=self._timeout, allow_redirects=False, **kwargs
+            )
         except requests.ConnectTimeout:
-            raise ArchiveUnavailableError(
-                f"{method} {path}: archive unreachable (connect timeout); will retry"
-            ) from None
+            raise ArchiveUnavailableError(f"{method} {url}: archive unreachable (connect timeout)") from None
         except requests.Timeout:
             # The request was sent: the archive may still act on it (e.g. commit a registration).
-            raise ArchiveUnavailableError(
-                f"{method} {path}: archive timed out; will retry", maybe_applied=True
-            ) from None
+            raise ArchiveUnavailableError(f"{method} {url}: archive timed out", maybe_applied=True) from None
         except requests.ConnectionError as exc:
             raise ArchiveUnavailableError(
-                f"{method} {path}: archive unreachable; will retry", maybe_applied=not _never_sent(exc)
+                f"{method} {url}: archive unreachable", maybe_applied=not _never_sent(exc)
             ) from None
         except requests.RequestException as exc:
-            raise ArchiveUnavailableError(
-                f"{method} {path}: {type(exc).__name__}; will retry", maybe_applied=True
-            ) from None
+            raise ArchiveUnavailableError(f"{method} {url}: {type(exc).__name__}", maybe_applied=True) from None
 
-    @staticmethod
-    def _json(response: requests.Response, what: str) -> Any:
+    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """One call; on 401/403 the token is fetched again once and, if it changed, the call is repeated."""
+        response = self._call(method, path, **kwargs)
+        if response.status_code in (401, 403) and self._refresh_token is not None:
+            used = self._token
+            with self._token_lock:
+                if self._token == used:  # another thread may have refreshed it already
+                    self._token = self._refresh_token() or used
+            if self._token != used:
+                response.close()
+                response = self._call(method, path, **kwargs)
+        return response
+
+    def _json(self, response: requests.Response, what: str) -> Any:
         try:
             return response.json()
         except ValueError:
+            self._raise_for_html(response, what)
             raise ArchiveUnavailableError(
-                f"{what}: archive answered {response.status_code} with a non-JSON body; will retry",
+                f"{what}: archive answered {response.status_code} with a non-JSON body",
                 maybe_applied=response.ok,
             ) from None
+
+    def _raise_for_html(self, response: requests.Response, what: str) -> None:
+        # The archive's API answers JSON; an HTML page means API_ROOT points at the web site, not the API.
+        if "html" in response.headers.get("Content-Type", "").lower():
+            raise ArchiveAccessError(
+                f"{what}: {self.api_root} answered {response.status_code} with an HTML page, not the archive API; "
+                "check API_ROOT",
+                status=response.status_code,
+            )
 
     def _raise_for(self, response: requests.Response, what: str) -> None:
         status = response.status_code
@@ -91,15 +126,27 @@ class ArchiveClient:
             # A 500 can come after the archive committed (its answer failed to render); a 502/504 from a
             # proxy while the archive kept working. 503, 429 and 408 mean the request was not handled.
             raise ArchiveUnavailableError(
-                f"{what}: archive answered {status}; will retry", maybe_applied=status not in _NOT_HANDLED
+                f"{what}: archive answered {status}", maybe_applied=status not in _NOT_HANDLED
             )
         if 300 <= status < 400:
-            raise ArchiveRejectedError(f"{what}: archive answered {status} (redirect); check API_ROOT", status=status)
+            location = response.headers.get("Location", "")
+            raise ArchiveAccessError(
+                f"{what}: archive answered {status} (redirect{' to ' + location if location else ''}); "
+                f"check API_ROOT ({self.api_root})",
+                status=status,
+            )
         if status in (401, 403):
-            # A configuration problem, but retrying cannot fix it: the record waits in the DLQ/tag.
-            detail = _detail(response)
-            raise ArchiveRejectedError(f"{what}: archive refused the token ({status}: {detail})", status=status)
+            raise ArchiveAccessError(
+                f"{what}: archive refused the token ({status}); check AUTH_TOKEN / AUTH_TOKEN_SECRET_ARN",
+                status=status,
+            )
+        if status == 404:
+            # frames/ and thumbnails/ always exist: a 404 means the API root is wrong (an extra /api/, ...).
+            raise ArchiveAccessError(
+                f"{what}: archive answered 404 at {response.url or self.api_root}; check API_ROOT", status=status
+            )
         if status >= 400:
+            self._raise_for_html(response, what)
             raise ArchiveRejectedError(f"{what}: archive rejected it ({status}): {_detail(response)}", status=status)
 
     def find_version(self, basename: str, md5: str) -> ExistingVersion | None:
@@ -109,7 +156,7 @@ class ArchiveClient:
         lookup is used and md5s are compared here.
         """
         what = f"GET frames/?basename_exact={basename}"
-        response = self._call("GET", "frames/", params={"basename_exact": basename})
+        response = self._request("GET", "frames/", params={"basename_exact": basename})
         self._raise_for(response, what)
         body = self._json(response, what)
         for frame in body.get("results", []) if isinstance(body, dict) else []:
@@ -122,7 +169,8 @@ class ArchiveClient:
                         key=version.get("key", ""),
                         md5=md5,
                         extension=version.get("extension", ""),
-                        url=frame.get("url"),
+                        # The matched version's own URL: the frame's top-level url is its newest version's.
+                        url=version.get("url"),
                     )
         return None
 
@@ -135,9 +183,13 @@ class ArchiveClient:
         return body if isinstance(body, dict) else {}
 
     def post(self, endpoint: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """POST frames/ or thumbnails/; returns the 201 body. Raises DuplicateMd5 on a duplicate md5."""
+        """POST frames/ or thumbnails/; returns the 201 body. Raises DuplicateMd5 on a duplicate md5.
+
+        frames/ answers the frame (with its id); thumbnails/ is an upsert by thumbnail basename whose 201
+        body is {frame, size, basename, url, key, extension}, no id: its `key` must be the one posted.
+        """
         what = f"POST {endpoint}"
-        response = self._call("POST", endpoint, json=payload)
+        response = self._request("POST", endpoint, json=payload)
         if response.status_code == 400 and _is_duplicate_md5(response):
             raise DuplicateMd5()
         self._raise_for(response, what)
@@ -146,7 +198,12 @@ class ArchiveClient:
                 f"{what}: archive answered {response.status_code}, not 201", maybe_applied=True
             )
         body = self._json(response, what)
-        if not isinstance(body, dict) or body.get("id") is None:
+        if endpoint.startswith("thumbnails"):
+            if not isinstance(body, dict) or body.get("key") != payload.get("key"):
+                raise ArchiveUnavailableError(
+                    f"{what}: the archive's 201 did not name the posted version key", maybe_applied=True
+                )
+        elif not isinstance(body, dict) or body.get("id") is None:
             raise ArchiveUnavailableError(f"{what}: the archive's 201 carried no id", maybe_applied=True)
         return body
 
@@ -160,11 +217,12 @@ def _never_sent(exc: requests.ConnectionError) -> bool:
 
 
 def _detail(response: requests.Response) -> str:
+    """The archive's error body, on one line and bounded (its DRF field errors name the bad field)."""
     try:
         body = response.json()
     except ValueError:
-        return response.text[:200].strip() or response.reason
-    return str(body)[:500]
+        return " ".join(response.text[:200].split()) or response.reason
+    return " ".join(str(body).split())[:500]
 
 
 def _is_duplicate_md5(response: requests.Response) -> bool:

@@ -58,15 +58,24 @@ def reset_clients() -> None:
 _SECRET_MAX_AGE = 300  # seconds; a rotated token is picked up within five minutes
 
 
-def archive_token() -> str:
-    """AUTH_TOKEN when set (local use), else the secret at AUTH_TOKEN_SECRET_ARN (cached by Powertools)."""
+def archive_token(force_fetch: bool = False) -> str:
+    """AUTH_TOKEN when set (local use), else the secret at AUTH_TOKEN_SECRET_ARN (cached by Powertools;
+    `force_fetch` reads Secrets Manager again and refreshes that cache, for a token the archive refused)."""
     settings = get_settings()
     if settings.auth_token:
         return settings.auth_token
     if not settings.auth_token_secret_arn:
         return ""
     provider = _secrets_provider()
-    return str(provider.get(settings.auth_token_secret_arn, max_age=_SECRET_MAX_AGE)).strip()
+    try:
+        value = provider.get(settings.auth_token_secret_arn, max_age=_SECRET_MAX_AGE, force_fetch=force_fetch)
+    except Exception as exc:  # Powertools' GetParameterError wraps every Secrets Manager failure
+        from lambda_ingest.errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"archive token secret {settings.auth_token_secret_arn} unreadable: {type(exc.__cause__ or exc).__name__}"
+        ) from None
+    return str(value).strip()
 
 
 @lru_cache(maxsize=1)
@@ -87,4 +96,5 @@ def archive() -> Any:
 def _archive(token: str) -> Any:
     from lambda_ingest.archive import ArchiveClient
 
-    return ArchiveClient(get_settings(), token)
+    # On a 401/403 the client reads the secret again once (a rotated token), bypassing the cache.
+    return ArchiveClient(get_settings(), token, refresh_token=lambda: archive_token(force_fetch=True))

@@ -23,10 +23,23 @@ class ObjectRef:
     size: int | None = None
     event_time: str | None = None
     receive_count: int | None = None  # SQS ApproximateReceiveCount; None when not delivered through SQS
+    # S3's per-key event order: distinct for every PUT of a key, so it tells two uploads of the same bytes apart
+    # in an unversioned bucket (where the ETag is the same).
+    sequencer: str | None = None
 
     @property
     def uri(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
+
+    @property
+    def upload_identity(self) -> str:
+        """What tells this upload of the key from any other: the version id, else S3's sequencer, else
+        ETag and event time (never the ETag alone: the same bytes uploaded again share it)."""
+        if self.version_id and self.version_id != "null":
+            return f"version:{self.version_id}"
+        if self.sequencer:
+            return f"sequencer:{self.sequencer}"
+        return f"etag:{self.etag or ''}@{self.event_time or ''}"
 
 
 def is_sqs_event(event: dict[str, Any]) -> bool:
@@ -56,6 +69,7 @@ def from_s3_notification(notification: dict[str, Any]) -> list[ObjectRef]:
                 etag=obj.get("eTag") or None,
                 size=obj.get("size"),
                 event_time=record.get("eventTime"),
+                sequencer=obj.get("sequencer") or None,
             )
         )
     return [ref for ref in refs if not ref.key.endswith("/")]
@@ -74,6 +88,7 @@ def from_eventbridge(event: dict[str, Any]) -> list[ObjectRef]:
         etag=obj.get("etag") or None,
         size=obj.get("size"),
         event_time=event.get("time"),
+        sequencer=obj.get("sequencer") or None,
     )
     return [] if ref.key.endswith("/") else [ref]
 

@@ -129,6 +129,9 @@ def walk_headers(
     """
     if size == 0:
         raise InvalidFileError("the object is empty (0 bytes)")
+    if size < BLOCK and not read(0, min(size, 9)).startswith(b"SIMPLE  ="):
+        # Shorter than one block: say what it is (not FITS at all) before saying it is too short.
+        raise InvalidFileError(_NOT_FITS)
     reader = _ForwardBlockReader(read, size, limits.initial_read)
     out = bytearray()
     offset, hdu, total_cards = 0, 0, 0
@@ -147,7 +150,7 @@ def walk_headers(
                 )
             block = reader.block(offset)
             if hdu == 0 and not header and not block.startswith(b"SIMPLE  ="):
-                raise InvalidFileError("not a FITS file (it does not start with a SIMPLE card)")
+                raise InvalidFileError(_NOT_FITS)
             offset += BLOCK
             header += block
             if len(out) + len(header) > limits.max_bytes:
@@ -203,11 +206,26 @@ def walk_headers(
     return HeaderScan(bytes(out), reader.bytes_read, hdu, None, names)
 
 
-class _CountingStream(io.RawIOBase):
-    """A read-only stream that counts and caps the bytes taken from the underlying one."""
+_NOT_FITS = "not a FITS file: it does not start with a SIMPLE card"
 
-    def __init__(self, raw: BinaryIO, cap: int, what: str) -> None:
-        self._raw, self._cap, self._what = raw, cap, what
+
+class SourceReadError(Exception):
+    """Reading the underlying stream failed (a network read timeout is an OSError too): the source's fault,
+    not a broken .tar.gz. Carries the original error, which the caller re-raises for its storage layer."""
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(str(original))
+        self.original = original
+
+
+class _CountingStream(io.RawIOBase):
+    """A read-only stream that counts and caps the bytes taken from the underlying one.
+
+    `source`: the stream is the object's own (network) body, so its read errors are I/O faults.
+    """
+
+    def __init__(self, raw: BinaryIO, cap: int, what: str, *, source: bool = False) -> None:
+        self._raw, self._cap, self._what, self._source = raw, cap, what, source
         self.count = 0
 
     def readable(self) -> bool:
@@ -217,7 +235,13 @@ class _CountingStream(io.RawIOBase):
         if self.count >= self._cap:
             raise InvalidFileError(f"{self._what} exceeds the scan limit of {self._cap} bytes")
         want = min(len(b), self._cap - self.count)
-        data = self._raw.read(want)
+        if self._source:
+            try:
+                data = self._raw.read(want)
+            except Exception as exc:
+                raise SourceReadError(exc) from exc
+        else:
+            data = self._raw.read(want)
         n = len(data)
         b[:n] = data
         self.count += n
@@ -265,7 +289,7 @@ def walk_tar_member_headers(
 
     Returns a small `.tar.gz` holding only that member's headers, and the compressed bytes consumed.
     """
-    counted = _CountingStream(stream, limits.tar_max_scan_bytes, "the compressed tar stream")
+    counted = _CountingStream(stream, limits.tar_max_scan_bytes, "the compressed tar stream", source=True)
     try:
         # The decompressed side is capped too, so a gzip bomb costs bounded work and memory.
         inflated = _CountingStream(
@@ -285,6 +309,8 @@ def walk_tar_member_headers(
                 assert fileobj is not None
                 scan = walk_headers(_sequential_reader(fileobj), member.size, required, limits)
                 return _single_member_targz(member.name, scan.fits_bytes), counted.count
+    except SourceReadError as exc:
+        raise exc.original from None  # the storage layer classifies it (StorageUnavailableError)
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise InvalidFileError(f"not a readable .tar.gz ({exc})") from None
     raise InvalidFileError(

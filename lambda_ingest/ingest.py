@@ -6,7 +6,10 @@ No event knowledge here; the handler, the command line and the benchmark all cal
          -> already registered? -> server-side copy (pinned) -> POST -> sweep orphans -> delete landing
 
 Nothing is lost: the landing object is deleted only after the registration succeeded (or the bytes were
-already registered), and any failure after the copy deletes the archive version this attempt created.
+confirmed registered), and any failure after the copy deletes the archive version this attempt created.
+Nothing is orphaned for good: every delivery that gets as far as finding the bytes registered sweeps the
+archive key for unregistered copies of these bytes (a crash between copy and POST leaves one), so any
+later delivery of the object removes what an earlier one left.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from lambda_ingest import clients, store
+from lambda_ingest import clients, filestore, store
 from lambda_ingest.archive import ArchiveClient, DuplicateMd5
 from lambda_ingest.errors import (
     ArchiveUnavailableError,
@@ -160,12 +163,11 @@ def ingest_object(
     etag: str | None = None,
     *,
     file_metadata: dict[str, Any] | None = None,
-    first_delivery: bool = False,
 ) -> IngestResult:
     """Ingest one landing object. Raises the errors of `lambda_ingest.errors`, naming the object.
 
-    `first_delivery`: the queue says no earlier attempt of this message ran (SQS receive count 1), so no
-    crashed attempt can have left an archive copy behind and the orphan sweep (one listing) is skipped.
+    The orphan sweep always runs: a receive count of 1 does not prove no earlier attempt ran (S3 may send
+    one notification twice, each its own SQS message), so skipping it could leave a crashed copy for good.
     """
     try:
         obj = store.head(bucket, key, version_id)
@@ -174,7 +176,7 @@ def ingest_object(
                 f"the landing object was overwritten after the event (event ETag {etag.strip(chr(34))}, "
                 f"now {obj.etag}); the newer upload is ingested through its own event"
             )
-        return ingest_source(LandingObject(obj), file_metadata=file_metadata, sweep=not first_delivery)
+        return ingest_source(LandingObject(obj), file_metadata=file_metadata)
     except IngestError as exc:
         raise exc.for_object(f"s3://{bucket}/{key}") from exc.__cause__
 
@@ -256,10 +258,17 @@ def ingest_source(
             body = archive.post(_endpoint(record), payload)
     except DuplicateMd5:
         # Another delivery (or a byte-identical file under another name) registered these bytes first.
-        source.discard_from_archive(settings.bucket, record.archive_key, new_version)
-        result.status, result.version_id, result.bytes_copied = "already_ingested", None, 0
-        # Copies kept by earlier attempts whose registration outcome was unknown, and not registered.
+        # Confirm which version holds them before deleting anything: if this lookup fails, the copy stays
+        # for the redelivery's sweep and the landing object is untouched.
         existing = archive.find_version(record.basename, md5)
+        # Refused, so never registered. Not best effort: if this delete fails the record fails before the
+        # landing object is removed, and the redelivery's sweep removes the copy.
+        source.discard_from_archive(settings.bucket, record.archive_key, new_version)
+        result.status, result.bytes_copied = "already_ingested", 0
+        result.version_id = existing.key if existing else None
+        if existing is not None:
+            result.frame_id, result.url = existing.frame_id, existing.url
+        # Copies kept by earlier attempts whose registration outcome was unknown, and not registered.
         _sweep_orphans(source, settings.bucket, record.archive_key, md5, keep={existing.key} if existing else set())
         _finish(source, result, settings)
         return result
@@ -278,12 +287,18 @@ def ingest_source(
     except BaseException:
         _discard_copy(source, settings.bucket, record.archive_key, new_version)
         raise
-    result.frame_id = body.get("id")
     result.url = body.get("url")
     result.record = payload
-    registered = {v.get("key") for v in body.get("version_set") or [] if isinstance(v, dict)}
-    if sweep:
-        _sweep_orphans(source, settings.bucket, record.archive_key, md5, keep=registered | {new_version})
+    if record.is_thumbnail:
+        # thumbnails/ is an upsert (newest key wins) and the archive deletes nothing from the bucket: the
+        # versions this one replaced are no longer referenced by anything (a local file store keeps none).
+        if filestore.uses_s3(settings):
+            _remove_replaced_thumbnails(settings.bucket, record.archive_key, new_version)
+    else:
+        result.frame_id = body.get("id")
+        registered = {v.get("key") for v in body.get("version_set") or [] if isinstance(v, dict)}
+        if sweep:
+            _sweep_orphans(source, settings.bucket, record.archive_key, md5, keep=registered | {new_version})
     _finish(source, result, settings)
     return result
 
@@ -364,6 +379,16 @@ def _sweep_orphans(source: Source, bucket: str, key: str, md5: str, keep: set[st
     except IngestError as exc:
         # Housekeeping only: the bytes are registered, so this must not fail (or reject) the ingest.
         logger.warning("could not sweep orphaned archive versions", extra={"archive_key": key, "error": str(exc)})
+
+
+def _remove_replaced_thumbnails(bucket: str, key: str, registered: str) -> None:
+    """Delete the versions of a thumbnail key older than the one just registered (housekeeping only)."""
+    try:
+        for version_id in store.versions_older_than(bucket, key, registered):
+            logger.info("removing replaced thumbnail version", extra={"archive_key": key, "version_id": version_id})
+            store.delete_version(bucket, key, version_id)
+    except IngestError as exc:
+        logger.warning("could not remove replaced thumbnail versions", extra={"archive_key": key, "error": str(exc)})
 
 
 def _finish(source: Source, result: IngestResult, settings: Settings) -> None:

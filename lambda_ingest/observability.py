@@ -74,14 +74,26 @@ def emit_emf(result: IngestResult) -> None:
             metrics.add_metric(name=STAGE_METRICS[name], unit=MetricUnit.Milliseconds, value=ms)
 
 
+# Outcome kind -> metric. Rejections and system faults carry the reason class as a dimension of their own
+# ({service, reason}), so the reason does not split the other metrics; the others have {service} only.
+FAILURE_METRICS = {
+    "rejected": "FilesRejected",
+    "system_fault": "SystemFaults",
+    "skipped": "FilesSkipped",
+    "transient": "TransientFailures",
+}
+REASON_DIMENSION_METRICS = frozenset({"FilesRejected", "SystemFaults"})
+
+
 def emit_failure_emf(kind: str, reason_class: str) -> None:
-    if kind == "rejected":
-        # A dimension set of its own, so the reason does not split the other metrics.
-        with single_metric(name="FilesRejected", unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as m:
+    """One count for an outcome other than success (`kind` is a key of FAILURE_METRICS)."""
+    name = FAILURE_METRICS[kind]
+    if name in REASON_DIMENSION_METRICS:
+        with single_metric(name=name, unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as m:
             m.add_dimension(name="service", value=SERVICE)
             m.add_dimension(name="reason", value=reason_class)
-    elif kind == "transient":
-        metrics.add_metric(name="TransientFailures", unit=MetricUnit.Count, value=1)
+    else:
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
 
 
 class OpenTSDBSink:

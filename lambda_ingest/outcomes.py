@@ -1,17 +1,25 @@
-"""Run one landing object through the engine and turn what happened into an outcome.
+"""Run one landing object through the engine and turn what happened into an outcome: the one place
+that decides exception -> outcome.
 
-| outcome          | returned/raised           | side effects                                            |
-|------------------|---------------------------|---------------------------------------------------------|
-| ingested         | {"outcome": "ingested"}   | info log line, metrics                                  |
-| already_ingested | {"outcome": ...}          | info log line, metric                                   |
-| skipped          | {"outcome": "skipped"}    | warning log (object gone / overwritten); nothing else   |
-| rejected         | {"outcome": "rejected"}   | landing object tagged ingest-status/ingest-reason,      |
-|                  |                           | error log, FilesRejected{reason}                        |
-| transient        | raises TransientError     | warning log, TransientFailures; the caller retries      |
+| exception                 | outcome          | returned/raised     | what the operator sees                       |
+|---------------------------|------------------|---------------------|----------------------------------------------|
+| (none)                    | ingested         | {"outcome": ...}    | info log line; FilesIngested, BytesCopied... |
+| (none)                    | already_ingested | {"outcome": ...}    | info log line; FilesAlreadyIngested          |
+| RejectedError             | rejected         | {"outcome": ...}    | landing object kept and tagged ingest-status |
+|                           |                  |                     | /ingest-reason; error log; FilesRejected     |
+|                           |                  |                     | {reason}                                     |
+| SystemFaultError          | system_fault     | raises (record      | one-line error log; SystemFaults{reason};    |
+|                           |                  | failed: SQS retries | never tagged, never skipped                  |
+|                           |                  | it, then the DLQ)   |                                              |
+| SkippedError              | skipped          | {"outcome": ...}    | warning log; FilesSkipped                    |
+| TransientError            | transient        | raises (record      | warning log; TransientFailures               |
+|                           |                  | failed)             |                                              |
 
 Duplicate deliveries are absorbed twice over: Powertools Idempotency (DynamoDB, keyed on bucket, key and
-version/ETag) when IDEMPOTENCY_TABLE is set, and the archive's own md5 check in the engine. Idempotency
-remembers successes only: rejections and skips are worked out again on every delivery (headers only).
+the upload's identity: version id, else S3's sequencer, else ETag and event time) when IDEMPOTENCY_TABLE
+is set, and the archive's own md5 check in the engine. Idempotency remembers successes only, for a window of
+hours: rejections and faults are worked out again on every delivery, and a later upload of the same bytes
+is a new upload (already_ingested, landing object removed).
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ def _ingest_once(ref: dict[str, Any]) -> dict[str, Any]:
     """The part Idempotency guards: only a success is remembered, so a rejected file whose cause was fixed
     (a header-mapping variable, the archive's configuration) is tried afresh when it is delivered again."""
     obj = _object_ref(ref)
-    result = ingest_object(obj.bucket, obj.key, obj.version_id, obj.etag, first_delivery=obj.receive_count == 1)
+    result = ingest_object(obj.bucket, obj.key, obj.version_id, obj.etag)
     logger.info(result.status, extra=result.summary())
     emit_emf(result)
     opentsdb.record(result)
@@ -54,22 +62,49 @@ def _ingest_once(ref: dict[str, Any]) -> dict[str, Any]:
 def _outcome(obj: ObjectRef, attempt: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     try:
         return attempt()
-    except NonFatalDoNotRetryError as exc:
-        logger.warning("not ingested", extra={"outcome": "skipped", "object": obj.uri, "reason": exc.reason})
-        return {"outcome": "skipped", "object": obj.uri, "reason": exc.reason}
+    except SystemFaultError as exc:
+        report_system_fault(exc, obj.uri)
+        publish.fault(obj, exc)
+        raise  # the record fails: SQS delivers it again, then moves it to the DLQ; the file is not touched
     except RejectedError as exc:
         _reject(obj, exc)
         return {"outcome": "rejected", "object": obj.uri, "reason": exc.reason, "class": exc.reason_class}
+    except NonFatalDoNotRetryError as exc:
+        # Only an object really gone or replaced gets here (SkippedError); nothing to do, nothing wrong.
+        logger.warning(
+            "not ingested",
+            extra={"outcome": "skipped", "object": obj.uri, "reason": exc.reason, "reason_class": exc.reason_class},
+        )
+        emit_failure_emf("skipped", exc.reason_class)
+        return {"outcome": "skipped", "object": obj.uri, "reason": exc.reason, "class": exc.reason_class}
     except TransientError as exc:
         logger.warning(
-            "transient failure; will retry",
-            extra={"outcome": "transient", "object": obj.uri, "reason": exc.reason},
+            "transient failure",
+            extra={"outcome": "transient", "object": obj.uri, "reason": exc.reason, "reason_class": exc.reason_class},
         )
         emit_failure_emf("transient", exc.reason_class)
         raise
-    except SystemFaultError as exc:
-        publish.fault(obj, exc)
+    except Exception as exc:
+        # No layer classified it (a bug, a library error): the system's fault until someone looks. The record
+        # fails (retried, then the DLQ) and is alarmed; the file is not blamed.
+        report_system_fault(exc, obj.uri)
         raise
+
+
+UNEXPECTED = "unexpected"  # the SystemFaults reason of an exception outside the error tree
+
+
+def report_system_fault(exc: Exception, obj: str | None = None) -> None:
+    """One error line naming the cause, and SystemFaults{reason} (alarmed): an operator must fix something."""
+    if isinstance(exc, IngestError):
+        reason, reason_class = exc.reason, exc.reason_class
+    else:
+        reason, reason_class = " ".join(f"{type(exc).__name__}: {exc}".split())[:1000], UNEXPECTED
+    logger.error(
+        f"system fault: {reason}",
+        extra={"outcome": "system_fault", "object": obj, "reason": reason, "reason_class": reason_class},
+    )
+    emit_failure_emf("system_fault", reason_class)
 
 
 def _object_ref(ref: dict[str, Any]) -> ObjectRef:
@@ -89,6 +124,7 @@ def _reject(obj: ObjectRef, exc: RejectedError) -> None:
     emit_failure_emf("rejected", exc.reason_class)
     info = store.ObjectInfo(obj.bucket, obj.key, 0, obj.etag or "", obj.version_id, None)
     try:
+        # The tag carries the reason in the characters S3 allows; the log line above has it in full.
         store.tag(info, {STATUS_TAG: "rejected", REASON_TAG: exc.reason})
     except IngestError as tag_error:
         # The rejection stands (and is logged); the tag is a convenience for whoever looks at the bucket.
@@ -112,7 +148,8 @@ class Processor:
             )
 
             self.config = IdempotencyConfig(
-                # Same bucket, key and object version (or ETag) = the same delivery of the same bytes.
+                # Same bucket, key and upload (version id, else sequencer, else ETag+event time) = the same
+                # delivery; a later upload of the same bytes is a new one (events.ObjectRef.upload_identity).
                 event_key_jmespath="[bucket, key, pin]",
                 expires_after_seconds=settings.idempotency_expiry_seconds,
                 raise_on_no_idempotency_key=True,
@@ -163,7 +200,8 @@ def _as_dict(ref: ObjectRef) -> dict[str, Any]:
         "size": ref.size,
         "event_time": ref.event_time,
         "receive_count": ref.receive_count,
-        "pin": ref.version_id or ref.etag or "",
+        "sequencer": ref.sequencer,
+        "pin": ref.upload_identity,
     }
 
 

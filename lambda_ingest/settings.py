@@ -17,12 +17,17 @@ from functools import lru_cache
 from types import ModuleType
 from typing import Any
 
+from lambda_ingest.archive_env import validate_archive_env
 from lambda_ingest.errors import ConfigurationError
 from lambda_ingest.fits_header import HeaderLimits
 
 GIB = 1024**3
 MIB = 1024**2
 FILESTORE_TYPES = ("s3", "local", "dummy")  # ocs_archive's FileStoreFactory
+# S3's limits for a multipart part (and CopyObject's largest single copy).
+S3_MIN_PART = 5 * MIB
+S3_MAX_PART = 5 * GIB
+MAX_COPY_CONCURRENCY = 64  # the S3 client's pool is sized from it; more threads only contend
 
 
 def _text(env: Mapping[str, str], name: str, default: str | None) -> str | None:
@@ -30,7 +35,7 @@ def _text(env: Mapping[str, str], name: str, default: str | None) -> str | None:
     return default if value is None or value.strip() == "" else value.strip()
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -40,6 +45,8 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
         raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
     if value < minimum:
         raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigurationError(f"{name} must be at most {maximum}, got {value}")
     return value
 
 
@@ -108,7 +115,9 @@ class Settings:
     md5_chunk_size: int = 8 * MIB
     # Handler
     idempotency_table: str | None = None
-    idempotency_expiry_seconds: int = 7 * 24 * 3600
+    # A window of hours, not days: a re-upload of the same bytes later is a new upload and must be processed
+    # (it ends already_ingested and its landing object is removed); redeliveries come within minutes.
+    idempotency_expiry_seconds: int = 2 * 3600
     # Outcome events (EventBridge; unset = none published) and the audit's landing bucket
     event_bus_name: str | None = None
     landing_bucket: str | None = None
@@ -157,10 +166,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         s3_read_timeout=_float(env, "S3_READ_TIMEOUT", Settings.s3_read_timeout),
         s3_max_attempts=_int(env, "S3_MAX_ATTEMPTS", Settings.s3_max_attempts, minimum=1),
         copy_multipart_threshold=_int(
-            env, "COPY_MULTIPART_THRESHOLD", Settings.copy_multipart_threshold, minimum=5 * MIB
+            env, "COPY_MULTIPART_THRESHOLD", Settings.copy_multipart_threshold, minimum=S3_MIN_PART, maximum=S3_MAX_PART
         ),
-        copy_part_size=_int(env, "COPY_PART_SIZE", Settings.copy_part_size, minimum=5 * MIB),
-        copy_concurrency=_int(env, "COPY_CONCURRENCY", Settings.copy_concurrency, minimum=1),
+        copy_part_size=_int(env, "COPY_PART_SIZE", Settings.copy_part_size, minimum=S3_MIN_PART, maximum=S3_MAX_PART),
+        copy_concurrency=_int(
+            env, "COPY_CONCURRENCY", Settings.copy_concurrency, minimum=1, maximum=MAX_COPY_CONCURRENCY
+        ),
         keep_landing_object=_bool(env, "KEEP_LANDING_OBJECT", Settings.keep_landing_object),
         header_initial_read=_int(env, "HEADER_INITIAL_READ", Settings.header_initial_read, minimum=2880),
         header_max_bytes=_int(env, "HEADER_MAX_BYTES", Settings.header_max_bytes, minimum=2880),
@@ -180,6 +191,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ingester_process_name=_text(env, "INGESTER_PROCESS_NAME", Settings.ingester_process_name),
         submit_metrics_asynchronously=_bool(env, "SUBMIT_METRICS_ASYNCHRONOUSLY", False),
     )
+    # ocs_archive reads its own variables at import with bare int()/literal_eval(): check them here, once,
+    # so a bad value is a ConfigurationError naming the variable instead of a ValueError on every file.
+    validate_archive_env(env)
     return settings
 
 

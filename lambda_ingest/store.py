@@ -1,8 +1,9 @@
 """S3 adapter: head, ranged get, md5 stream, server-side copy (multipart above the threshold), tag, delete.
 
 Every botocore error is translated here into the project's error tree, so callers never see
-ClientError: a missing object is ObjectGoneError, a changed one ObjectChangedError, throttling/5xx/
-timeouts StorageUnavailableError, and access/configuration problems StorageAccessError.
+ClientError: a missing object or version is ObjectGoneError, a changed one ObjectChangedError,
+throttling/5xx/timeouts/any I/O error StorageUnavailableError, and a missing bucket, refused access,
+expired or wrong credentials and KMS errors StorageAccessError (a fault of the system, never of a file).
 """
 
 from __future__ import annotations
@@ -27,7 +28,22 @@ from lambda_ingest.errors import (
 from lambda_ingest.settings import get_settings
 
 PLAIN_MD5 = re.compile(r"^[0-9a-f]{32}$")
-_GONE = {"NoSuchKey", "404", "NotFound", "NoSuchVersion", "NoSuchBucket"}
+_GONE = {"NoSuchKey", "404", "NotFound", "NoSuchVersion"}
+# The deployment's fault: a bucket that does not exist, permissions, credentials, encryption keys.
+_ACCESS = {
+    "NoSuchBucket",
+    "AccessDenied",
+    "403",
+    "Forbidden",
+    "AllAccessDisabled",
+    "AccountProblem",
+    "ExpiredToken",
+    "TokenRefreshRequired",
+    "InvalidAccessKeyId",
+    "InvalidToken",
+    "SignatureDoesNotMatch",
+    "InvalidObjectState",  # archived (Glacier) landing object: needs a restore by an operator
+}
 _CHANGED = {"PreconditionFailed", "412"}
 _TRANSIENT = {
     "SlowDown",
@@ -71,17 +87,21 @@ class ObjectInfo:
 def translate(exc: Exception, what: str) -> Exception:
     """Map a botocore error to the project's error tree."""
     if isinstance(exc, ClientError):
-        code = str(exc.response.get("Error", {}).get("Code", ""))
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        message = " ".join(str(error.get("Message") or "").split())
+        if code in _ACCESS or code.startswith("KMS") or status == 403:
+            return StorageAccessError(f"{what}: S3 refused ({code or status}){': ' + message if message else ''}")
         if code in _GONE or status == 404:
             return ObjectGoneError(f"{what}: no such object or version")
         if code in _CHANGED or status == 412:
             return ObjectChangedError(f"{what}: the object changed since the event (ETag no longer matches)")
         if code in _TRANSIENT or status >= 500 or status == 429:
-            return StorageUnavailableError(f"{what}: S3 answered {code or status}; will retry")
-        return StorageAccessError(f"{what}: S3 refused ({code or status}): {exc.response['Error'].get('Message')}")
-    if isinstance(exc, BotoCoreError):  # timeouts, connection errors, incomplete reads
-        return StorageUnavailableError(f"{what}: {type(exc).__name__}; will retry")
+            return StorageUnavailableError(f"{what}: S3 answered {code or status}")
+        return StorageAccessError(f"{what}: S3 refused ({code or status}){': ' + message if message else ''}")
+    if isinstance(exc, (BotoCoreError, OSError)):  # timeouts, connection errors, incomplete reads
+        return StorageUnavailableError(f"{what}: {type(exc).__name__}")
     return exc
 
 
@@ -89,7 +109,7 @@ def translate(exc: Exception, what: str) -> Exception:
 def _s3_errors(what: str) -> Iterator[None]:
     try:
         yield
-    except (ClientError, BotoCoreError) as exc:
+    except (ClientError, BotoCoreError, OSError) as exc:  # a read error of the body is an OSError too
         raise translate(exc, what) from exc
 
 
@@ -311,6 +331,22 @@ def unregistered_versions_with_md5(bucket: str, key: str, md5: str, keep: set[st
     return found
 
 
+def versions_older_than(bucket: str, key: str, version_id: str) -> list[str]:
+    """The versions of exactly `key` listed after `version_id` (S3 lists a key's versions newest first)."""
+    older: list[str] = []
+    seen = False
+    paginator = clients.s3().get_paginator("list_object_versions")
+    with _s3_errors(f"list versions s3://{bucket}/{key}"):
+        for page in paginator.paginate(Bucket=bucket, Prefix=key):
+            for version in page.get("Versions", []):
+                if version.get("Key") != key:
+                    continue
+                if seen:
+                    older.append(version["VersionId"])
+                seen = seen or version.get("VersionId") == version_id
+    return older
+
+
 def delete_landing(obj: ObjectInfo) -> None:
     """Remove the landing object that was ingested: its version when the bucket is versioned, else only
     while it still holds the bytes ingested (a conditional delete on the ETag), so an upload that replaced
@@ -322,7 +358,7 @@ def delete_landing(obj: ObjectInfo) -> None:
 
 def tag(obj: ObjectInfo, tags: dict[str, str]) -> None:
     """Replace the object's tags (S3 limits: 128-char keys, 256-char values)."""
-    tag_set = [{"Key": k[:128], "Value": _tag_value(v)} for k, v in tags.items()]
+    tag_set = [{"Key": k[:128], "Value": tag_value(v)} for k, v in tags.items()]
     with _s3_errors(f"tag {obj.uri}"):
         clients.s3().put_object_tagging(
             Bucket=obj.bucket, Key=obj.key, Tagging={"TagSet": tag_set}, **_version_args(obj.version_id)
@@ -338,6 +374,7 @@ def get_tags(bucket: str, key: str) -> dict[str, str]:
 _TAG_CHARS = re.compile(r"[^\w .:/=+\-@]")
 
 
-def _tag_value(value: str) -> str:
-    # S3 tag values allow letters, digits, spaces and _ . : / = + - @ only.
-    return _TAG_CHARS.sub("_", value)[:256]
+def tag_value(value: str) -> str:
+    """`value` as S3 allows a tag value (letters, digits, spaces and _ . : / = + - @; 256 characters):
+    other characters become spaces and runs of spaces one, so the reason stays plain words."""
+    return " ".join(_TAG_CHARS.sub(" ", value).split())[:256].strip()

@@ -273,44 +273,48 @@ def test_opentsdb_down_never_fails_an_ingest(s3, archive_api, queue, context, mo
     assert handler(drain(queue), context) == {"batchItemFailures": []}
 
 
-def test_idempotency_remembers_successes_not_rejections(
+def test_idempotency_remembers_successes_only_and_a_refused_token_is_no_rejection(
     s3, archive_api, queue, context, idempotency_table, monkeypatch
 ) -> None:
     from lambda_ingest.settings import reset_settings
 
-    # Given a deployment whose token the archive refuses: the file is rejected and tagged
+    # Given a deployment whose token the archive refuses
     monkeypatch.setenv("AUTH_TOKEN", "not-the-archive-token")
     reset_settings()
     s3.put_object(Bucket=LANDING, Key=f"{NAME}.fits.fz", Body=frame())
     event = drain(queue)
-    assert handler(event, context) == {"batchItemFailures": []}
-    tags = s3.get_object_tagging(Bucket=LANDING, Key=f"{NAME}.fits.fz")["TagSet"]
-    assert {"Key": "ingest-status", "Value": "rejected"} in tags
-    # When the token is fixed and the same event is delivered again (a redrive)
+    frame_message = next(r["messageId"] for r in event["Records"] if "TestEvent" not in r["body"])
+    # When the notification is delivered, Then the record fails (SQS retries it) and the file is not tagged
+    assert handler(event, context) == {"batchItemFailures": [{"itemIdentifier": frame_message}]}
+    assert s3.get_object_tagging(Bucket=LANDING, Key=f"{NAME}.fits.fz")["TagSet"] == []
+    # When the token is fixed and the same event is delivered again (a retry or a DLQ redrive)
     monkeypatch.setenv("AUTH_TOKEN", ADMIN_TOKEN)
     reset_settings()
     assert handler(event, context) == {"batchItemFailures": []}
-    # Then it ingests: the rejection was not remembered as the event's outcome
+    # Then it ingests: the failure was not remembered as the event's outcome
     assert len(archive_api.versions()) == 1
 
 
-def test_orphan_sweep_runs_only_on_redelivery(s3, archive_api, queue, context) -> None:
-    from lambda_ingest import clients
+def test_orphan_sweep_runs_on_every_delivery_even_a_first_receive(s3, archive_api, queue, context, monkeypatch) -> None:
+    from lambda_ingest import ingest
+    from lambda_ingest.archive import ArchiveClient
 
-    listings: list[str] = []
-    clients.s3().meta.events.register("before-call.s3.ListObjectVersions", lambda **kw: listings.append("list"))
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt  # a killed Lambda: no except Exception, no cleanup
+
+    # Given a frame whose first delivery was killed after the copy, before the POST (finding 11) ...
     s3.put_object(Bucket=LANDING, Key=f"{NAME}.fits.fz", Body=frame())
     event = drain(queue)
     for record in event["Records"]:
         record["attributes"] = {"ApproximateReceiveCount": "1"}
-    # A first delivery cannot follow a crashed attempt: no listing of the archive key's versions
+    with monkeypatch.context() as m:
+        m.setattr(ArchiveClient, "post", crash)
+        m.setattr(ingest, "_discard_copy", crash)
+        with pytest.raises(KeyboardInterrupt):
+            handler(event, context)
+    assert len(s3.list_object_versions(Bucket=ARCHIVE)["Versions"]) == 1
+    # When S3's duplicate notification of the same upload arrives as a new message (receive count 1)
     assert handler(event, context) == {"batchItemFailures": []}
-    assert listings == []
-    # A redelivery (receive count 2) sweeps
-    other = "cpt1m010-kb70-20151219-0075-e00"
-    s3.put_object(Bucket=LANDING, Key=f"{other}.fits.fz", Body=frame(other, seed=3))
-    event = drain(queue)
-    for record in event["Records"]:
-        record["attributes"] = {"ApproximateReceiveCount": "2"}
-    assert handler(event, context) == {"batchItemFailures": []}
-    assert listings == ["list"]
+    # Then the crashed attempt's copy is swept: one archive version, the registered one
+    [registered] = archive_api.versions()
+    assert [v["VersionId"] for v in s3.list_object_versions(Bucket=ARCHIVE)["Versions"]] == [registered["key"]]

@@ -109,6 +109,23 @@ def test_second_ingest_of_same_bytes_is_already_ingested_and_writes_nothing(s3, 
     assert "Contents" not in s3.list_objects_v2(Bucket=LANDING)
 
 
+def test_already_ingested_reports_the_matched_versions_own_url(s3, archive_api) -> None:
+    # Given two versions under one basename: bytes A, then other bytes B (the frame's url is now B's)
+    old, new = synthetic(seed=1), synthetic(seed=2)
+    upload(s3, NAME + ".fits.fz", old)
+    first = ingest_object(LANDING, NAME + ".fits.fz")
+    upload(s3, NAME + ".fits.fz", new)
+    second = ingest_object(LANDING, NAME + ".fits.fz")
+    assert second.status == "ingested" and second.version_id != first.version_id
+    # When bytes A arrive again (issue 10, finding 9)
+    upload(s3, NAME + ".fits.fz", old)
+    again = ingest_object(LANDING, NAME + ".fits.fz")
+    # Then it is already ingested as version A, and its URL downloads A (the version's url, not the frame's)
+    assert again.status == "already_ingested" and again.version_id == first.version_id
+    assert again.url and f"versionId={first.version_id}" in again.url
+    assert f"versionId={second.version_id}" not in again.url
+
+
 def test_byte_identical_file_under_another_name_is_already_ingested_without_orphan(s3, archive_api) -> None:
     data = synthetic()
     upload(s3, NAME + ".fits.fz", data)

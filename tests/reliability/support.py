@@ -70,8 +70,8 @@ class IngestQueue:
 
         Records reported in `batchItemFailures` become visible again at once (SQS would wait for the
         visibility timeout); the others are deleted. An invocation that raises fails the whole batch, as
-        in Lambda: a crash (BaseException), or Powertools' BatchProcessingError when every record of the
-        batch failed. None when the queue is empty.
+        in Lambda: a crash (BaseException), or an error before any record ran (an invalid configuration).
+        None when the queue is empty.
         """
         messages = self.receive(limit)
         if not messages:
@@ -160,6 +160,11 @@ S3_ERRORS = {
     "SlowDown": (503, "Please reduce your request rate."),
     "InternalError": (500, "We encountered an internal error. Please try again."),
     "ServiceUnavailable": (503, "Service is unable to handle request."),
+    # The deployment's faults (issue 10): permissions, credentials, encryption keys.
+    "AccessDenied": (403, "Access Denied"),
+    "ExpiredToken": (400, "The provided token has expired."),
+    "InvalidAccessKeyId": (403, "The AWS Access Key Id you provided does not exist in our records."),
+    "KMS.DisabledException": (400, "arn:aws:kms:us-east-1:000000000000:key/k is disabled."),
 }
 
 
@@ -191,6 +196,11 @@ class S3Faults:
         self.install()
         with self._lock:
             self._pending.setdefault(operation, []).extend([code] * times)
+
+    def clear(self) -> None:
+        """Drop every fault not yet met (the cause was fixed)."""
+        with self._lock:
+            self._pending.clear()
 
     def pending(self, operation: str) -> int:
         with self._lock:

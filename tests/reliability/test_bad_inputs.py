@@ -284,9 +284,9 @@ def test_gzip_bomb_whose_fits_header_comes_first_costs_only_its_header(s3, archi
 
 
 def _tag_value(reason: str) -> str:
-    from lambda_ingest.store import _tag_value
+    from lambda_ingest.store import tag_value
 
-    return _tag_value(reason)
+    return tag_value(reason)
 
 
 @pytest.mark.parametrize("keyword", REQUIRED)
