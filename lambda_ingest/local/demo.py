@@ -34,10 +34,14 @@ class Sample:
     metadata: dict[str, str] | None = None
 
 
-def sample_frames(quick: bool = False) -> list[Sample]:
-    """Frames that show every outcome: new frames, a second version, a duplicate and two rejections."""
+def sample_frames(quick: bool = False, seed: int = 0) -> list[Sample]:
+    """Frames that show every outcome: new frames, a second version, a duplicate and two rejections.
+
+    Another `seed` gives other data bytes (other md5s) under the same names and headers.
+    """
+    base = 10 * seed
     raw = synthetic.frame_name(seq=73, ext="")
-    fz = synthetic.make_frame_bytes(raw, ".fits.fz", data_bytes=256 * 1024, seed=1)
+    fz = synthetic.make_frame_bytes(raw, ".fits.fz", data_bytes=256 * 1024, seed=base + 1)
     experimental = synthetic.frame_name(
         site="coj", telnum=11, instrument="fl08", day="20151216", seq=48, obstype_letter="x", ext=""
     )
@@ -46,7 +50,7 @@ def sample_frames(quick: bool = False) -> list[Sample]:
         Sample(f"raw/{raw}.fits.fz", fz, "raw frame, fpacked"),
         Sample(
             f"raw/{experimental}.fits.fz",
-            synthetic.make_frame_bytes(experimental, ".fits.fz", data_bytes=128 * 1024, seed=2),
+            synthetic.make_frame_bytes(experimental, ".fits.fz", data_bytes=128 * 1024, seed=base + 2),
             "experimental frame (private by file type)",
         ),
         Sample(f"retry/{raw}.fits.fz", fz, "the same bytes uploaded again"),
@@ -62,21 +66,21 @@ def sample_frames(quick: bool = False) -> list[Sample]:
         site="lsc", telnum=5, instrument="kb78", day="20151109", seq=179, rlevel=91, ext=""
     )
     tarball = io.BytesIO()
-    synthetic.write_tarball(tarball, seed=3)
+    synthetic.write_tarball(tarball, seed=base + 3)
     samples += [
         Sample(
             f"raw/{raw}.fits",
-            synthetic.make_frame_bytes(raw, ".fits", data_bytes=2 * 1024 * 1024, seed=4),
+            synthetic.make_frame_bytes(raw, ".fits", data_bytes=2 * 1024 * 1024, seed=base + 4),
             "the same frame uncompressed: a second version",
         ),
         Sample(
             f"processed/{processed}.fits.fz",
-            synthetic.make_frame_bytes(processed, ".fits.fz", data_bytes=512 * 1024, seed=5),
+            synthetic.make_frame_bytes(processed, ".fits.fz", data_bytes=512 * 1024, seed=base + 5),
             "processed frame",
         ),
         Sample(
             f"processed/{processed}_cat.fits.fz",
-            synthetic.make_frame_bytes(processed + "_cat", ".fits.fz", seed=6),
+            synthetic.make_frame_bytes(processed + "_cat", ".fits.fz", seed=base + 6),
             "source catalogue",
         ),
         Sample(f"spectra/{synthetic.DEFAULT_SPECTRUM_BASENAME}.tar.gz", tarball.getvalue(), "spectrum bundle"),
