@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import socket
 from urllib.parse import urlsplit
 
@@ -167,13 +168,35 @@ def test_an_unreachable_archive_fails_the_file_and_leaves_no_copy(stack, new_fra
     [[_, status, reason]] = lines(capsys.readouterr().out)
     assert status == "failed"
     assert "archive unreachable" in reason
+    assert "will retry" not in reason  # nothing retries at the command line
     assert archive_versions(stack) == written
 
 
-def test_no_token_anywhere_fails_with_the_variable_to_set(new_frame, in_process, monkeypatch, capsys) -> None:
+def test_no_token_anywhere_is_a_configuration_error_naming_the_variable(
+    new_frame, in_process, monkeypatch, capsys
+) -> None:
     from lambda_ingest.settings import reset_settings
 
     monkeypatch.delenv("AUTH_TOKEN")
     reset_settings()
-    assert main(["ingest", str(new_frame())]) == 1
-    assert "set AUTH_TOKEN or AUTH_TOKEN_SECRET_ARN" in capsys.readouterr().out
+    # Every file would fail the same way: one line on stderr, exit 2, nothing on stdout
+    assert main(["ingest", str(new_frame()), str(new_frame())]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    [line] = err.splitlines()
+    assert line.startswith("lambda-ingest: error: ")
+    assert "set AUTH_TOKEN or AUTH_TOKEN_SECRET_ARN" in line
+
+
+def test_verbose_writes_the_engines_log_line_per_file_to_stderr(new_frame, in_process, capsys) -> None:
+    good, bad = new_frame(), new_frame(drop=("DAY-OBS",))
+    assert main(["ingest", "-v", str(good), str(bad)]) == 1
+    out, err = capsys.readouterr()
+    assert [row[1] for row in lines(out)] == ["ingested", "rejected"]
+    logged = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert [(entry["outcome"], entry["path"]) for entry in logged] == [("ingested", str(good)), ("rejected", str(bad))]
+    assert logged[0]["basename"] == basename(good)
+    assert err.splitlines()[-1] == "2 files: 1 ingested, 1 rejected"
+    # Without -v: results and the summary only
+    assert main(["ingest", str(good)]) == 0
+    assert not [line for line in capsys.readouterr().err.splitlines() if line.startswith("{")]

@@ -57,6 +57,23 @@ def test_an_archive_error_exits_1_where_ocs_ingester_exited_0(new_frame, in_proc
     assert "archive answered 503" in capsys.readouterr().out
 
 
+def test_check_only_of_a_missing_file_answers_false(tmp_path, in_process, capsys) -> None:
+    # The answer (False, exit 1) on stdout as for any file the archive does not hold; why on stderr
+    missing = tmp_path / "missing.fits"
+    with pytest.raises(SystemExit) as done:
+        ocs_ingest_frame(["--check-only", str(missing)])
+    assert (done.value.code, capsys.readouterr()) == (
+        1,
+        ("False\n", f"ocs_ingest_frame: error: {missing}: No such file or directory\n"),
+    )
+
+
+def test_a_bad_setting_is_one_line_and_exit_2(cli, new_frame) -> None:
+    run = cli.run(new_frame(), program="ocs_ingest_frame", HTTP_READ_TIMEOUT="abc")
+    assert (run.returncode, run.stdout) == (2, "")
+    assert run.stderr == "ocs_ingest_frame: error: HTTP_READ_TIMEOUT must be a number, got 'abc'\n"
+
+
 def test_accepts_every_argument_of_ocs_ingesters_script(monkeypatch) -> None:
     # Given ocs_ingester 3.2.0's own parser (captured as its main() parses)
     monkeypatch.setenv("OPENTSDB_PYTHON_METRICS_TEST_MODE", "1")  # its metrics module must not look up a host
