@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import signal
+import subprocess
 from urllib.parse import quote_plus
 
 import pytest
@@ -11,7 +14,7 @@ import pytest
 from lambda_ingest import cli as cli_module
 from lambda_ingest.cli import Progress, main
 from lambda_ingest.local.stack import LANDING_BUCKET
-from tests.cli.conftest import archive_frames, basename, lines
+from tests.cli.conftest import archive_frames, basename, command, lines
 
 
 def landing_keys(stack, prefix: str) -> list[str]:
@@ -61,6 +64,42 @@ def test_replay_exits_0_when_everything_made_it(stack, new_frame, in_process, ca
     assert [entry["outcome"] for entry in logged] == ["ingested", "ingested"]
     assert main(["replay", f"s3://{LANDING_BUCKET}/all-good/"]) == 0
     assert capsys.readouterr() == ("", "0 objects: nothing to do\n")
+
+
+def test_ctrl_c_stops_starting_objects_and_prints_the_summary_so_far(cli, stack, new_frame) -> None:
+    # Given many objects waiting in the landing bucket (the same bytes: one ingest, then quick duplicates)
+    s3 = stack.client("s3")
+    path = new_frame()
+    total = 40
+    for n in range(total):
+        s3.put_object(Bucket=LANDING_BUCKET, Key=f"interrupt/{n:03d}/{path.name}", Body=path.read_bytes())
+    # When the replay gets Ctrl-C as soon as its first object is done (-v: one log line per object)
+    replay = subprocess.Popen(
+        [*command("lambda-ingest"), "replay", f"s3://{LANDING_BUCKET}/interrupt/", "--concurrency", "2", "-v"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli.env(),
+    )
+    try:
+        assert replay.stderr is not None
+        assert json.loads(replay.stderr.readline())["outcome"] == "ingested"
+        replay.send_signal(signal.SIGINT)
+        out, err = replay.communicate(timeout=60)
+    finally:
+        replay.kill()
+    # Then it exits 130 at once, with the summary so far on stderr and nothing on stdout (nothing went wrong)
+    assert replay.returncode == 130, err
+    assert out == ""
+    summary = err.splitlines()[-1]
+    pattern = r"interrupted: (\d+) objects: 1 ingested(?:, \d+ already ingested)?; (\d+) not started"
+    counted = re.fullmatch(pattern, summary)
+    assert counted, summary
+    done, not_started = int(counted[1]), int(counted[2])
+    assert not_started > total // 2
+    assert done + not_started == total  # the objects in flight were let finish: none abandoned
+    # And exactly the objects not started are still in the landing bucket, for the next replay
+    assert len(landing_keys(stack, "interrupt/")) == not_started
 
 
 def notification(key: str, etag: str) -> str:
