@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint unit synth bench clean
+.PHONY: demo test test-load lint unit synth bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## ingest sample frames end to end on the embedded local stack
 	$(BIN)/lambda-ingest demo
 
-test: $(STAMP) lint  ## the whole suite (what CI runs)
-	$(BIN)/python -m pytest
+test: $(STAMP) lint  ## the whole suite (what CI runs); lists the 15 slowest tests at the end
+	$(BIN)/python -m pytest --durations=15
+
+test-load: $(STAMP)  ## the full 1,000-frame burst (make test runs 100); prints the figures of docs/reliability.md
+	RELIABILITY_LOAD_FRAMES=1000 $(BIN)/python -m pytest tests/reliability/test_load.py -s
 
 lint: $(STAMP)
 	$(BIN)/ruff check lambda_ingest infra tests bench
@@ -29,8 +32,9 @@ unit: $(STAMP)
 synth: $(STAMP)  ## synthesise the CDK stack (no AWS account needed)
 	PATH=$(CURDIR)/$(BIN):$$PATH npx --yes aws-cdk@2 synth --quiet
 
-bench: $(STAMP)  ## benchmark lambda_ingest against ocs_ingester 3.2.0 (writes docs/benchmarks.md)
+bench: $(STAMP)  ## benchmark lambda_ingest against ocs_ingester 3.2.0 (writes docs/benchmarks.md), then test-load
 	$(BIN)/python -m bench.run
+	$(MAKE) test-load
 
 clean:
 	rm -rf $(VENV) cdk.out .pytest_cache .ruff_cache .bundle
