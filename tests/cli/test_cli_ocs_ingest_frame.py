@@ -25,15 +25,16 @@ def test_prints_only_the_url_and_exits_0_also_when_already_ingested(cli, new_fra
     assert capsys.readouterr().out.split("?")[0] == url.split("?")[0]
 
 
-def test_check_only_prints_true_or_false(cli, stack, new_frame, in_process, capsys) -> None:
+def test_check_only_prints_true_or_false(stack, new_frame, in_process, capsys) -> None:
     held, fresh = new_frame(), new_frame()
     with pytest.raises(SystemExit) as done:
         ocs_ingest_frame([str(held)])
     assert done.value.code == 0
     capsys.readouterr()
 
-    run = cli.run("--check-only", held, program="ocs_ingest_frame")
-    assert (run.returncode, run.stdout) == (0, "True\n")
+    with pytest.raises(SystemExit) as done:
+        ocs_ingest_frame(["--check-only", str(held)])
+    assert (done.value.code, capsys.readouterr().out) == (0, "True\n")
 
     with pytest.raises(SystemExit) as done:
         ocs_ingest_frame(["--check-only", str(fresh)])
@@ -41,11 +42,11 @@ def test_check_only_prints_true_or_false(cli, stack, new_frame, in_process, caps
     assert basename(fresh) not in archive_frames(stack)
 
 
-def test_a_rejected_file_exits_1_with_ocs_ingesters_message(cli, new_frame) -> None:
-    run = cli.run(new_frame(drop=("DAY-OBS",)), program="ocs_ingest_frame")
-    assert run.returncode == 1
-    assert run.stdout.startswith("Exception uploading file: ")
-    assert "missing required header DAY-OBS" in run.stdout
+def test_a_rejected_file_exits_1_with_ocs_ingesters_message(new_frame, in_process, capsys) -> None:
+    with pytest.raises(SystemExit) as done:
+        ocs_ingest_frame([str(new_frame(drop=("DAY-OBS",)))])
+    assert done.value.code == 1
+    assert capsys.readouterr().out == "Exception uploading file: missing required header DAY-OBS\n"
 
 
 def test_an_archive_error_exits_1_where_ocs_ingester_exited_0(new_frame, in_process, monkeypatch, capsys) -> None:
