@@ -125,12 +125,12 @@ def test_a_token_the_archive_refuses_stops_at_the_first_file(stack, new_frame, i
     # When they are ingested
     code = main(["ingest", str(first), str(second), "--auth-token", "not-the-token"])
     # Then one line names the archive's refusal, exit 2, and nothing was registered for either file
-    if code == 1 and "\trejected\t" in capsys.readouterr().out:
-        pytest.xfail(
-            "archive.py still raises ArchiveRejectedError for 401/403 (the OPS change makes it ArchiveAccessError)"
-        )
-    assert code == 2
-    line = one_error_line(capsys)
+    out, err = capsys.readouterr()
+    if code == 1 and "\trejected\t" in out:
+        pytest.xfail("archive.py still raises ArchiveRejectedError for 401/403 (OPS makes it ArchiveAccessError)")
+    assert (code, out) == (2, "")
+    [line] = err.splitlines()
+    assert line.startswith("lambda-ingest: error: ")
     assert "401" in line or "token" in line.lower(), line
     assert stack.archive is not None
     basenames = {frame["basename"] for frame in stack.archive.frames()}
