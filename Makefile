@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 18,20,22
 
-.PHONY: demo test lint unit synth cfn-lint bench clean
+.PHONY: demo test test-load lint unit synth cfn-lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,8 +20,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## ingest sample frames end to end on the embedded local stack
 	$(BIN)/lambda-ingest demo
 
-test: $(STAMP) lint  ## the whole suite (what CI runs)
-	$(BIN)/python -m pytest
+test: $(STAMP) lint  ## the whole suite (what CI runs); lists the 15 slowest tests at the end
+	$(BIN)/python -m pytest --durations=15
+
+test-load: $(STAMP)  ## the full 1,000-frame burst (make test runs 100); prints the figures of docs/reliability.md
+	RELIABILITY_LOAD_FRAMES=1000 $(BIN)/python -m pytest tests/reliability/test_load.py -s
 
 lint: $(STAMP)
 	$(BIN)/ruff check lambda_ingest infra tests bench
@@ -38,8 +41,9 @@ synth: $(STAMP)  ## synthesise the CDK stack (no AWS account needed)
 cfn-lint: synth  ## cfn-lint the synthesised template (zero errors and warnings is the gate)
 	$(BIN)/cfn-lint --ignore-checks W3005 -- cdk.out/*.template.json
 
-bench: $(STAMP)  ## benchmark lambda_ingest against ocs_ingester 3.2.0 (writes docs/benchmarks.md)
+bench: $(STAMP)  ## benchmark lambda_ingest against ocs_ingester 3.2.0 (writes docs/benchmarks.md), then test-load
 	$(BIN)/python -m bench.run
+	$(MAKE) test-load
 
 clean:
 	rm -rf $(VENV) cdk.out .pytest_cache .ruff_cache .bundle

@@ -1,7 +1,8 @@
-"""`lambda-ingest` command line: ingest, inspect, replay, demo; plus ocs_ingester's `ocs_ingest_frame`.
+"""`lambda-ingest` command line: ingest, inspect, replay, samples, demo; plus ocs_ingester's `ocs_ingest_frame`.
 
-Output: results on stdout, one tab-separated line per file or object (`<name>\\t<status>\\t<url|key|reason>`),
-then a summary; progress bars and (with `-v`) the engine's structured log lines on stderr.
+Streams, everywhere: results on stdout, one tab-separated line per file or object
+(`<name>\\t<status>\\t<url|key|reason>`; inspect: JSON; samples: the paths written); summaries, progress
+bars, errors and (with `-v`) the engine's structured log lines on stderr.
 
 Exit codes, every subcommand:
 
@@ -9,8 +10,12 @@ Exit codes, every subcommand:
          with --check-only: the archive holds every file
     1    a file was rejected or failed (unlike ocs_ingester, which exits 0 on some failures);
          with --check-only: a file is not in the archive, or the check itself failed
-    2    usage error (bad arguments)
-    130  interrupted
+    2    usage or configuration error (bad arguments, settings, credentials, no such bucket or queue,
+         an endpoint that cannot be reached, the archive refusing the token): one line on stderr naming
+         the cause and what to do; nothing more is attempted
+    130  interrupted (Ctrl-C); replay first lets the objects in flight finish and prints the summary so far
+
+Each subcommand is one `cmd_NAME(args, out) -> exit code` function, added to the parser in `build_parser`.
 """
 
 from __future__ import annotations
@@ -19,13 +24,18 @@ import argparse
 import contextlib
 import logging
 import os
+import queue
+import re
+import signal
 import sys
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from lambda_ingest.errors import IngestError, RejectedError
+from lambda_ingest.errors import IngestError, RejectedError, SystemFaultError
 
 # Status words printed in the second column; the engine's outcomes plus the command line's own.
 INGESTED = "ingested"
@@ -33,7 +43,82 @@ ALREADY = "already_ingested"
 NOT_INGESTED = "not_ingested"  # --check-only: the archive does not hold the file
 REJECTED = "rejected"  # permanent: the file cannot be ingested as it is
 FAILED = "failed"  # anything else (archive or S3 unavailable, unreadable file); worth retrying
+UNREADABLE = "unreadable"  # replay --dlq: a message that is not an event notification (left in the queue)
 SUCCESS = frozenset({INGESTED, ALREADY, "skipped"})
+
+EXIT_OK, EXIT_NOT_DONE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class CommandError(Exception):
+    """The whole command cannot go on (configuration, credentials, a missing bucket or queue): one line on
+    stderr naming the cause and what to do, exit `code`."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(" ".join(str(message).split()))
+        self.code = code
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+_QUEUE_MISSING = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
+_CREDENTIALS_REFUSED = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "InvalidToken",
+}
+_CREDENTIALS_HINT = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
+
+
+def fatal_error(exc: BaseException, target: str = "") -> CommandError | None:
+    """The CommandError for a fault of the environment rather than of one file, else None.
+
+    Such a fault would fail every other file the same way, so the command stops at once (exit 2). The
+    engine may have wrapped botocore's exception (e.g. as a StorageUnavailableError), hence the walk down
+    the cause chain.
+    """
+    from botocore import exceptions as boto
+
+    for cause in _chain(exc):
+        if isinstance(cause, boto.NoCredentialsError | boto.PartialCredentialsError | boto.CredentialRetrievalError):
+            return CommandError(
+                f"no AWS credentials found: {_CREDENTIALS_HINT} (for the local stack: the exports that "
+                "`lambda-ingest demo --keep` prints)"
+            )
+        if isinstance(cause, boto.NoRegionError):
+            return CommandError("no AWS region configured: set AWS_REGION (e.g. us-east-1)")
+        if isinstance(cause, boto.EndpointConnectionError):
+            return CommandError(
+                f"cannot connect to {cause.kwargs.get('endpoint_url', 'the AWS endpoint')}: check S3_ENDPOINT_URL "
+                "/ AWS_ENDPOINT_URL (is the local stack still running?) and the network"
+            )
+        if isinstance(cause, boto.ParamValidationError):
+            return CommandError(f"invalid request{' for ' + target if target else ''}: {cause}")
+        if isinstance(cause, boto.ClientError):
+            code = str(cause.response.get("Error", {}).get("Code", ""))
+            if code in _QUEUE_MISSING:
+                return CommandError(
+                    f"no such queue {target or ''}: check the --dlq URL "
+                    "(`aws sqs get-queue-url --queue-name NAME` prints a queue's URL)"
+                )
+            if code == "NoSuchBucket":
+                bucket = cause.response.get("Error", {}).get("BucketName") or target
+                return CommandError(f"no such bucket {bucket}: check its name (and S3_ENDPOINT_URL for a local S3)")
+            if code in _CREDENTIALS_REFUSED:
+                return CommandError(f"AWS refused the credentials ({code}): {_CREDENTIALS_HINT}")
+    if isinstance(exc, SystemFaultError):
+        return CommandError(str(exc))
+    return None
 
 
 class Progress:
@@ -124,16 +209,37 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _queue_url(text: str) -> str:
+    if not re.match(r"^https?://[^/\s]+/\S+", text):
+        raise argparse.ArgumentTypeError(
+            f"expected the queue's URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME), got {text!r}; "
+            "`aws sqs get-queue-url --queue-name NAME` prints it"
+        )
+    return text
+
+
 def _classify(exc: BaseException) -> str:
     return REJECTED if isinstance(exc, RejectedError) else FAILED
 
 
+# The engine's reasons are written for the Lambda, where SQS retries a transient failure; nothing retries
+# at the command line, so that promise is left out here.
+_WILL_RETRY = re.compile(r";?\s*will retry\b\.?", re.IGNORECASE)
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, IngestError):
-        return exc.reason
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return f"{type(exc).__name__}: {exc}"
+        text = exc.reason
+    elif isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return " ".join(_WILL_RETRY.sub("", text).split())
+
+
+def _error_line(prog: str, message: object) -> None:
+    sys.stderr.write(f"{prog}: error: {' '.join(str(message).split())}\n")
+    sys.stderr.flush()
 
 
 # --- ingest ----------------------------------------------------------------------------------------------
@@ -151,40 +257,50 @@ def _check_one(path: str) -> tuple[str, str]:
 
 def _ingest_one(path: str, metadata: dict[str, str]) -> tuple[str, str]:
     from lambda_ingest.ingest import ingest_source
-    from lambda_ingest.observability import opentsdb
+    from lambda_ingest.observability import logger, opentsdb
     from lambda_ingest.sources import LocalFile
 
     with open(path, "rb") as fileobj:
         result = ingest_source(LocalFile(fileobj, path), file_metadata=metadata or None)
+    # The handler's one structured line per outcome (shown with -v)
+    logger.info(result.status, extra={**result.summary(), "path": path})
     opentsdb.record(result)
     return result.status, result.url or ""
 
 
 def cmd_ingest(args: argparse.Namespace, out: TextIO) -> int:
     """Upload local files to the archive bucket and register them (ocs_ingester's job, several at once)."""
+    from lambda_ingest.observability import logger
+
     _apply_common(args)
     metadata = dict(args.metadata or [])
     counts: Counter[str] = Counter()
-    with _engine_output(args.verbose):
-        for path in args.paths:
-            try:
-                status, detail = _check_one(path) if args.check_only else _ingest_one(path, metadata)
-            except Exception as exc:
-                status, detail = _classify(exc), _reason(exc)
-            counts[status] += 1
-            out.write(f"{path}\t{status}\t{detail}\n")
-            out.flush()
-    if len(args.paths) > 1:
-        sys.stderr.write(_summary_line(counts, "file") + "\n")
-    return 0 if set(counts) <= SUCCESS else 1
+    try:
+        with _engine_output(args.verbose):
+            for path in args.paths:
+                try:
+                    status, detail = _check_one(path) if args.check_only else _ingest_one(path, metadata)
+                except Exception as exc:
+                    fatal = fatal_error(exc)
+                    if fatal is not None:
+                        raise fatal from exc
+                    status, detail = _classify(exc), _reason(exc)
+                    logger.warning("not ingested", extra={"outcome": status, "path": path, "reason": detail})
+                counts[status] += 1
+                out.write(f"{path}\t{status}\t{detail}\n")
+                out.flush()
+    finally:  # also when stopped by a fault of the environment or Ctrl-C: what was done so far
+        if len(args.paths) > 1 and counts:
+            sys.stderr.write(_summary_line(counts, "file") + "\n")
+    return EXIT_OK if set(counts) <= SUCCESS else EXIT_NOT_DONE
 
 
 def ocs_ingest_frame(argv: Sequence[str] | None = None) -> None:
     """ocs_ingester's `ocs_ingest_frame PATH [--api-root] [--auth-token] [--bucket] [--process-name]
     [--check-only]`: prints the frame's URL (or True/False with --check-only), as ocs_ingester did.
 
-    Unlike ocs_ingester it exits 1 whenever the file was not ingested; a file already in the archive is a
-    success (its URL is printed, exit 0).
+    Unlike ocs_ingester it exits 1 whenever the file was not ingested (a file already in the archive is a
+    success: its URL is printed, exit 0), and 2 with one line on stderr for a usage or configuration error.
     """
     parser = argparse.ArgumentParser(
         prog="ocs_ingest_frame",
@@ -192,6 +308,8 @@ def ocs_ingest_frame(argv: Sequence[str] | None = None) -> None:
             "Upload a FITS file to the science archive of an observatory control system and print its URL. "
             "--check-only only checks whether the archive holds the file (by md5)."
         ),
+        epilog="Exit codes: 0 ingested (or already in the archive), 1 not ingested (or not in the archive with "
+        "--check-only), 2 usage or configuration error, 130 interrupted.",
     )
     parser.add_argument("path", help="Path to file")
     _add_archive_flags(parser)
@@ -201,23 +319,39 @@ def ocs_ingest_frame(argv: Sequence[str] | None = None) -> None:
         help="only check whether the archive holds the file: prints True (exit 0) or False (exit 1)",
     )
     args = parser.parse_args(argv)
-    out = sys.stdout
-    _apply_common(args)
-    with _engine_output(verbose=False):
-        try:
-            if args.check_only:
-                status, _ = _check_one(args.path)
-            else:
-                status, url = _ingest_one(args.path, {})
-        except Exception as exc:
-            prefix = "" if args.check_only else "Exception uploading file: "
-            out.write(f"{prefix}{exc}\n")
-            raise SystemExit(1) from None
+    raise SystemExit(_ocs_ingest_frame(args, sys.stdout))
+
+
+def _ocs_ingest_frame(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        _apply_common(args)
+        with _engine_output(verbose=False):
+            try:
+                if args.check_only:
+                    status, _ = _check_one(args.path)
+                else:
+                    status, url = _ingest_one(args.path, {})
+            except Exception as exc:
+                fatal = fatal_error(exc)
+                if fatal is not None:
+                    raise fatal from exc
+                if args.check_only:  # still the True/False answer on stdout; why on stderr
+                    out.write("False\n")
+                    _error_line("ocs_ingest_frame", f"{args.path}: {_reason(exc)}")
+                else:
+                    out.write(f"Exception uploading file: {_reason(exc)}\n")
+                return EXIT_NOT_DONE
+    except (CommandError, IngestError) as exc:
+        _error_line("ocs_ingest_frame", exc)
+        return getattr(exc, "code", EXIT_USAGE)
+    except KeyboardInterrupt:
+        _error_line("ocs_ingest_frame", "interrupted")
+        return EXIT_INTERRUPTED
     if args.check_only:
         out.write(f"{status == ALREADY}\n")
-        raise SystemExit(0 if status == ALREADY else 1)
+        return EXIT_OK if status == ALREADY else EXIT_NOT_DONE
     out.write(f"{url}\n")
-    raise SystemExit(0)
+    return EXIT_OK
 
 
 # --- inspect ---------------------------------------------------------------------------------------------
@@ -228,6 +362,7 @@ def cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
     import json
 
     from lambda_ingest import store
+    from lambda_ingest.errors import ObjectGoneError
     from lambda_ingest.ingest import read_record, storage_class_for
     from lambda_ingest.settings import get_settings
     from lambda_ingest.sources import LandingObject, LocalFile
@@ -236,17 +371,23 @@ def cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
     metadata = dict(args.metadata or [])
     try:
         if args.target.startswith("s3://"):
-            bucket, _, key = args.target[len("s3://") :].partition("/")
-            if not bucket or not key:
-                out.write(f"{args.target}\t{FAILED}\texpected s3://bucket/key\n")
-                return 2
-            record, read = read_record(LandingObject(store.head(bucket, key)), metadata or None)
+            bucket, key = _split_s3_url(args.target)
+            try:
+                record, read = read_record(LandingObject(store.head(bucket, key)), metadata or None)
+            except ObjectGoneError:
+                _require_bucket(bucket)  # a HEAD of a key in a missing bucket says only 404
+                raise
         else:
             with open(args.target, "rb") as fileobj:
                 record, read = read_record(LocalFile(fileobj, args.target), metadata or None)
+    except CommandError:
+        raise
     except Exception as exc:
+        fatal = fatal_error(exc, args.target)
+        if fatal is not None:
+            raise fatal from exc
         out.write(f"{args.target}\t{_classify(exc)}\t{_reason(exc)}\n")
-        return 1
+        return EXIT_NOT_DONE
     settings = get_settings()
     fields = {k: v for k, v in record.payload.items() if k != "headers"}
     report = {
@@ -260,10 +401,79 @@ def cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
         "record": {**fields, "headers": record.payload.get("headers")},
     }
     out.write(json.dumps(report, indent=2) + "\n")
-    return 0
+    return EXIT_OK
+
+
+def _split_s3_url(url: str) -> tuple[str, str]:
+    bucket, _, key = url[len("s3://") :].partition("/")
+    return bucket, key
+
+
+def _require_bucket(bucket: str) -> None:
+    """Raise CommandError when `bucket` does not exist (or cannot be reached)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from lambda_ingest import clients
+
+    try:
+        clients.s3().head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if status == 404 or exc.response.get("Error", {}).get("Code") in {"404", "NoSuchBucket"}:
+            raise CommandError(f"no such bucket {bucket}: check its name (and S3_ENDPOINT_URL for a local S3)") from exc
+        raise fatal_error(exc, f"s3://{bucket}") or CommandError(f"s3://{bucket}: {exc}", EXIT_NOT_DONE) from exc
+    except BotoCoreError as exc:
+        raise fatal_error(exc, f"s3://{bucket}") or CommandError(f"s3://{bucket}: {exc}", EXIT_NOT_DONE) from exc
 
 
 # --- replay ----------------------------------------------------------------------------------------------
+
+INTERRUPT_GRACE_SECONDS = 60.0  # Ctrl-C: how long the objects in flight may take to finish
+_POLL_SECONDS = 0.1  # how often the main thread looks at Ctrl-C while waiting for results
+
+
+@dataclass
+class Tally:
+    """What a replay did: outcomes by status, and what an interruption or a fault left undone."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    interrupted: bool = False
+    not_started: int = 0
+    abandoned: int = 0  # still running when the grace period ran out (or at a second Ctrl-C)
+    fatal: CommandError | None = None
+
+    def summary(self, noun: str) -> str:
+        line = _summary_line(self.counts, noun)
+        unfinished = []
+        if self.not_started:
+            unfinished.append(f"{self.not_started} not started")
+        if self.abandoned:
+            unfinished.append(f"{self.abandoned} abandoned while in flight")
+        if self.interrupted:
+            return f"interrupted: {line}" + (f"; {', '.join(unfinished)}" if unfinished else "")
+        return line + (f"; {', '.join(unfinished)}" if unfinished else "")
+
+
+@contextlib.contextmanager
+def _stop_on_sigint(stop: threading.Event, tally: Tally) -> Iterator[None]:
+    """The first Ctrl-C stops starting new objects; a second one stops waiting for those in flight."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, frame: object) -> None:
+        if tally.interrupted:
+            raise KeyboardInterrupt
+        tally.interrupted = True
+        stop.set()
+        sys.stderr.write("\ninterrupted: letting the objects in flight finish (Ctrl-C again to stop at once)\n")
+        sys.stderr.flush()
+
+    previous = signal.signal(signal.SIGINT, handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _run_all(
@@ -273,25 +483,89 @@ def _run_all(
     concurrency: int,
     label: str,
     out: TextIO,
-) -> Counter[str]:
-    """Run `work` on every item in a thread pool; print a line per object that did not end well."""
-    counts: Counter[str] = Counter()
-    progress = Progress(len(items), label)
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        futures = {pool.submit(work, item): item for item in items}
-        for future in as_completed(futures):
+    release: Callable[[Any], None] | None = None,
+) -> Tally:
+    """Run `work` on every item, `concurrency` at a time; print a line per object that did not end well.
+
+    Hand-written rather than a ThreadPoolExecutor: on Ctrl-C (or a fault of the environment) nothing new
+    may start, and the executor would still run every queued item at shutdown. Workers are daemon threads
+    so that an object stuck past the grace period cannot hold the process. `release(item)` is called for
+    every item not started.
+    """
+    tally = Tally()
+    todo: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    for item in items:
+        todo.put(item)
+    results: queue.SimpleQueue[tuple[Any, list[dict[str, Any]] | None, BaseException | None]] = queue.SimpleQueue()
+    stop = threading.Event()
+
+    def worker() -> None:
+        while not stop.is_set():
             try:
-                outcomes = future.result()
-            except Exception as exc:  # transient, or a message that names nothing readable: left for later
-                outcomes = [{"outcome": FAILED, "object": name(futures[future]), "reason": _reason(exc)}]
-            for outcome in outcomes:
-                status = outcome.get("outcome", FAILED)
-                counts[status] += 1
-                if status not in (INGESTED, ALREADY):
-                    obj = outcome.get("object") or name(futures[future])
-                    progress.println(out, f"{obj}\t{status}\t{outcome.get('reason', '')}")
-            progress.step(outcomes[-1].get("outcome", "") if outcomes else "")
-    return counts
+                item = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                results.put((item, work(item), None))
+            except BaseException as exc:  # reported by the main thread
+                results.put((item, None, exc))
+
+    threads = [
+        threading.Thread(target=worker, name=f"{label}-{n}", daemon=True) for n in range(min(concurrency, len(items)))
+    ]
+    progress = Progress(len(items), label)
+    finished = 0
+    deadline: float | None = None
+    with _stop_on_sigint(stop, tally):
+        for thread in threads:
+            thread.start()
+        try:
+            while finished < len(items):
+                if stop.is_set():
+                    deadline = deadline or time.monotonic() + INTERRUPT_GRACE_SECONDS
+                    if time.monotonic() > deadline or (
+                        results.empty() and not any(thread.is_alive() for thread in threads)
+                    ):
+                        break
+                try:
+                    item, outcomes, exc = results.get(timeout=_POLL_SECONDS)
+                except queue.Empty:
+                    continue
+                finished += 1
+                if exc is not None:
+                    fatal = fatal_error(exc)
+                    if fatal is not None and tally.fatal is None:
+                        tally.fatal = fatal
+                        stop.set()  # the next objects would fail the same way
+                    # transient, or a message that names nothing readable: left for later
+                    outcomes = [{"outcome": FAILED, "object": name(item), "reason": _reason(exc)}]
+                for outcome in outcomes or []:
+                    status = outcome.get("outcome", FAILED)
+                    tally.counts[status] += 1
+                    if status not in (INGESTED, ALREADY):
+                        obj = outcome.get("object") or name(item)
+                        progress.println(out, f"{obj}\t{status}\t{_reason_text(outcome.get('reason', ''))}")
+                progress.step(outcomes[-1].get("outcome", "") if outcomes else "")
+        except KeyboardInterrupt:  # the second Ctrl-C
+            stop.set()
+    started_not_finished = len(items) - finished
+    while True:
+        try:
+            item = todo.get_nowait()
+        except queue.Empty:
+            break
+        tally.not_started += 1
+        if release is not None:
+            with contextlib.suppress(Exception):
+                release(item)
+    tally.abandoned = started_not_finished - tally.not_started
+    if progress.live and finished < len(items):
+        sys.stderr.write("\n")
+    return tally
+
+
+def _reason_text(reason: str) -> str:
+    return " ".join(_WILL_RETRY.sub("", str(reason)).split())
 
 
 DLQ_VISIBILITY_SECONDS = 900  # long enough for a slow ingest; failed messages are made visible again at once
@@ -306,26 +580,33 @@ def cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
         from lambda_ingest.enqueue import cmd_enqueue
 
         return cmd_enqueue(args, out)
+    from lambda_ingest.local.context import LocalContext
     from lambda_ingest.outcomes import processor
 
     _apply_common(args)
-    from lambda_ingest.local.context import LocalContext
-
     # Idempotency's "in progress" mark of a crashed replay then expires with the DLQ visibility timeout.
     processor().use_context(LocalContext(function_name="lambda-ingest-replay", timeout_s=DLQ_VISIBILITY_SECONDS))
     with _engine_output(args.verbose):
-        counts = _replay_dlq(args, out) if args.dlq else _replay_bucket(args, out)
-    out.write(_summary_line(counts, "object") + "\n")
-    return 0 if set(counts) <= SUCCESS else 1
+        tally = _replay_dlq(args, out) if args.dlq else _replay_bucket(args, out)
+    if tally is None:  # an empty dead-letter queue
+        sys.stderr.write("the dead-letter queue is empty: nothing to replay\n")
+        return EXIT_OK
+    sys.stderr.write(tally.summary("object") + "\n")
+    if tally.fatal is not None:
+        raise tally.fatal
+    if tally.interrupted:
+        return EXIT_INTERRUPTED
+    done = set(tally.counts) <= SUCCESS and not tally.not_started and not tally.abandoned
+    return EXIT_OK if done else EXIT_NOT_DONE
 
 
-def _replay_bucket(args: argparse.Namespace, out: TextIO) -> Counter[str]:
+def _replay_bucket(args: argparse.Namespace, out: TextIO) -> Tally:
     from botocore.exceptions import BotoCoreError, ClientError
 
     from lambda_ingest import clients, events, store
     from lambda_ingest.outcomes import processor
 
-    bucket, _, prefix = args.target[len("s3://") :].partition("/")
+    bucket, prefix = _split_s3_url(args.target)
     refs = []
     try:
         for page in clients.s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
@@ -333,7 +614,10 @@ def _replay_bucket(args: argparse.Namespace, out: TextIO) -> Counter[str]:
                 if not item["Key"].endswith("/"):
                     refs.append(events.ObjectRef(bucket, item["Key"], etag=item.get("ETag", "").strip('"') or None))
     except (ClientError, BotoCoreError) as exc:
-        raise store.translate(exc, f"list s3://{bucket}/{prefix}") from exc
+        fatal = fatal_error(exc, f"s3://{bucket}")
+        if fatal is not None:
+            raise fatal from exc
+        raise CommandError(_reason(store.translate(exc, f"list s3://{bucket}/{prefix}")), EXIT_NOT_DONE) from exc
     return _run_all(
         refs,
         lambda ref: [processor().process(ref)],
@@ -344,37 +628,60 @@ def _replay_bucket(args: argparse.Namespace, out: TextIO) -> Counter[str]:
     )
 
 
-def _replay_dlq(args: argparse.Namespace, out: TextIO) -> Counter[str]:
+def _replay_dlq(args: argparse.Namespace, out: TextIO) -> Tally | None:
     """Process every message in the dead-letter queue; delete those whose objects all reached an outcome."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     from lambda_ingest import clients, events
     from lambda_ingest.outcomes import processor
 
     sqs = clients.client("sqs")
+
+    def release(message: dict[str, Any]) -> None:
+        """Make a message visible again at once (left in the dead-letter queue for the next replay)."""
+        with contextlib.suppress(Exception):
+            sqs.change_message_visibility(
+                QueueUrl=args.dlq, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+            )
+
     messages: list[dict[str, Any]] = []
-    while True:
-        batch = sqs.receive_message(
-            QueueUrl=args.dlq,
-            MaxNumberOfMessages=10,
-            WaitTimeSeconds=DLQ_DRAIN_WAIT_SECONDS,
-            VisibilityTimeout=DLQ_VISIBILITY_SECONDS,
-        ).get("Messages", [])
-        if not batch:
-            break
-        messages.extend(batch)
+    try:
+        while True:
+            batch = sqs.receive_message(
+                QueueUrl=args.dlq,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=DLQ_DRAIN_WAIT_SECONDS,
+                VisibilityTimeout=DLQ_VISIBILITY_SECONDS,
+            ).get("Messages", [])
+            if not batch:
+                break
+            messages.extend(batch)
+    except (ClientError, BotoCoreError) as exc:
+        for message in messages:
+            release(message)
+        raise fatal_error(exc, args.dlq) or CommandError(f"{args.dlq}: {exc}", EXIT_NOT_DONE) from exc
+    except KeyboardInterrupt:
+        for message in messages:
+            release(message)
+        raise
+    if not messages:
+        return None
 
     def work(message: dict[str, Any]) -> list[dict[str, Any]]:
+        name = f"message {message.get('MessageId', '?')}"
         try:
             refs = events.from_message_body(message["Body"])
+        except (ValueError, KeyError, TypeError):
+            release(message)
+            reason = "not an S3 event notification (left in the queue)"
+            return [{"outcome": UNREADABLE, "object": name, "reason": reason}]
+        try:
             outcomes = [processor().process(ref) for ref in refs]
         except BaseException:
-            # Left in the dead-letter queue, visible again for the next replay.
-            with contextlib.suppress(Exception):
-                sqs.change_message_visibility(
-                    QueueUrl=args.dlq, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-                )
+            release(message)
             raise
         sqs.delete_message(QueueUrl=args.dlq, ReceiptHandle=message["ReceiptHandle"])
-        return outcomes or [{"outcome": "skipped", "reason": "the message names no object (e.g. s3:TestEvent)"}]
+        return outcomes or [{"outcome": "skipped", "object": name, "reason": "the message names no object"}]
 
     return _run_all(
         messages,
@@ -383,15 +690,57 @@ def _replay_dlq(args: argparse.Namespace, out: TextIO) -> Counter[str]:
         args.concurrency,
         "dlq",
         out,
+        release=release,
     )
 
 
 def _summary_line(counts: Counter[str], noun: str) -> str:
-    total = sum(counts.values())
+    unreadable = counts.get(UNREADABLE, 0)
+    objects = Counter({k: v for k, v in counts.items() if k != UNREADABLE})
+    total = sum(objects.values())
     order = [INGESTED, ALREADY, NOT_INGESTED, "skipped", REJECTED, FAILED]
-    names = sorted(counts, key=lambda k: order.index(k) if k in order else len(order))
-    parts = ", ".join(f"{counts[k]} {k.replace('_', ' ')}" for k in names)
-    return f"{total} {noun}{'' if total == 1 else 's'}: {parts or 'nothing to do'}"
+    names = sorted(objects, key=lambda k: order.index(k) if k in order else len(order))
+    parts = ", ".join(f"{objects[k]} {k.replace('_', ' ')}" for k in names)
+    line = f"{total} {noun}{'' if total == 1 else 's'}: {parts or 'nothing to do'}"
+    if unreadable:
+        plural = "s" if unreadable != 1 else ""
+        line += f"; {unreadable} unreadable message{plural} (not an S3 event notification) left in the queue"
+    return line
+
+
+# --- samples ---------------------------------------------------------------------------------------------
+
+
+def cmd_samples(args: argparse.Namespace, out: TextIO) -> int:
+    """Write the demo's sample files (synthetic frames with LCO headers) to a folder, to try the commands on."""
+    import random
+    from pathlib import Path
+
+    from lambda_ingest.local.demo import sample_frames
+
+    folder = Path(args.folder)
+    if folder.exists() and not folder.is_dir():
+        raise CommandError(f"{folder} exists and is not a directory: give a new or existing folder")
+    # A fresh seed by default, so the frames are new to an archive that already holds earlier samples.
+    seed = args.seed if args.seed is not None else random.randrange(1, 10_000)
+    written = []
+    for sample in sample_frames(quick=args.quick, seed=seed):
+        path = folder / sample.key
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(sample.data)
+        except OSError as exc:
+            raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        written.append(path)
+        out.write(f"{path}\t{sample.note}\n")
+    out.flush()
+    example = next(p for p in written if p.name.endswith(".fits.fz"))
+    sys.stderr.write(
+        f"{len(written)} sample files in {folder} (--seed {seed}). Try:\n"
+        f"  lambda-ingest inspect '{example}'\n"
+        f"  lambda-ingest ingest --check-only '{example}'\n"
+    )
+    return EXIT_OK
 
 
 # --- demo ------------------------------------------------------------------------------------------------
@@ -422,15 +771,38 @@ def _add_verbose(parser: argparse.ArgumentParser) -> None:
     )
 
 
+METADATA_HELP = (
+    "record metadata for files without FITS headers (.pdf, .jpg), as ocs_ingester's file_metadata; repeatable"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lambda-ingest",
         description="Ingest files into the OCS Science Archive, locally or as the deployed Lambda does.",
         epilog="Exit codes: 0 all done, 1 some file rejected/failed (or not in the archive with --check-only), "
-        "2 usage error.",
+        "2 usage or configuration error, 130 interrupted. New here? `lambda-ingest demo`, then "
+        "`lambda-ingest samples DIR` writes frames to try the other commands on.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_ingest(sub)
+    _add_inspect(sub)
+    _add_replay(sub)
+    _add_samples(sub)
+    _add_demo(sub)
+    _add_backfill_and_audit(sub)
+    return parser
 
+
+def _add_backfill_and_audit(sub: Any) -> None:
+    # Their arguments live beside their logic; those modules import boto3 lazily, so startup stays quick.
+    from lambda_ingest import audit, backfill
+
+    backfill.add_parser(sub).set_defaults(func=backfill.cmd_backfill)
+    audit.add_parser(sub).set_defaults(func=audit.cmd_audit)
+
+
+def _add_ingest(sub: Any) -> None:
     ingest = sub.add_parser(
         "ingest",
         help="upload local files to the archive bucket and register them",
@@ -445,16 +817,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only report whether the archive holds each file (by md5); exit 0 if it holds all, 1 if not",
     )
-    ingest.add_argument(
-        "--metadata",
-        action="append",
-        type=_metadata_pair,
-        metavar="KEY=VALUE",
-        help="record metadata for non-FITS files (.pdf, .jpg), as ocs_ingester's file_metadata; repeatable",
-    )
+    ingest.add_argument("--metadata", action="append", type=_metadata_pair, metavar="KEY=VALUE", help=METADATA_HELP)
     _add_verbose(ingest)
-    ingest.set_defaults(func=cmd_ingest)
+    ingest.set_defaults(func=cmd_ingest, subparser=ingest)
 
+
+def _add_inspect(sub: Any) -> None:
     inspect = sub.add_parser(
         "inspect",
         help="dry run: print the archive record and canonical key a file would get",
@@ -462,19 +830,22 @@ def build_parser() -> argparse.ArgumentParser:
         "key, reading only the header blocks. Writes nothing: use it to check header-mapping variables.",
     )
     inspect.add_argument("target", metavar="PATH|s3://bucket/key")
-    inspect.add_argument("--metadata", action="append", type=_metadata_pair, metavar="KEY=VALUE")
+    inspect.add_argument("--metadata", action="append", type=_metadata_pair, metavar="KEY=VALUE", help=METADATA_HELP)
     inspect.add_argument("--bucket", help="archive bucket shown in the key (default: $BUCKET)")
-    inspect.set_defaults(func=cmd_inspect)
+    inspect.set_defaults(func=cmd_inspect, subparser=inspect)
 
+
+def _add_replay(sub: Any) -> None:
     replay = sub.add_parser(
         "replay",
         help="ingest objects already in the landing bucket, or re-drive the dead-letter queue",
         description="Backfill: run every object under s3://bucket[/prefix] through the handler's per-object "
         "path (tagging rejected objects, removing ingested ones). With --dlq, process the dead-letter queue's "
-        "messages and delete those that reached an outcome; failed ones stay in the queue.",
+        "messages and delete those that reached an outcome; failed ones stay in the queue. Ctrl-C stops "
+        "starting new objects, lets those in flight finish and prints the summary so far (exit 130).",
     )
     replay.add_argument("target", nargs="?", metavar="s3://landing-bucket[/prefix]")
-    replay.add_argument("--dlq", metavar="QUEUE_URL", help="re-drive this dead-letter queue instead")
+    replay.add_argument("--dlq", type=_queue_url, metavar="QUEUE_URL", help="re-drive this dead-letter queue instead")
     replay.add_argument(
         "--enqueue",
         metavar="QUEUE_URL",
@@ -487,6 +858,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verbose(replay)
     replay.set_defaults(func=cmd_replay, subparser=replay)
 
+
+def _add_samples(sub: Any) -> None:
+    samples = sub.add_parser(
+        "samples",
+        help="write sample frames (synthetic, with LCO headers) to a folder, to try the other commands on",
+        description="Write the demo's sample files to DIR: raw and processed frames, a catalogue, a spectrum "
+        "tarball, a frame lacking DAY-OBS and a file that is not FITS. Prints one '<path> TAB <what>' line "
+        "per file.",
+    )
+    samples.add_argument("folder", metavar="DIR", help="folder to write to (created if missing)")
+    samples.add_argument("--quick", action="store_true", help="only the four small frames of `demo --quick`")
+    samples.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        help="data bytes to use (the same N writes the same files); default: a fresh one, new to the archive",
+    )
+    samples.set_defaults(func=cmd_samples, subparser=samples)
+
+
+def _add_demo(sub: Any) -> None:
     demo = sub.add_parser(
         "demo",
         help="run the whole flow on an embedded local stack (no AWS account, no Docker)",
@@ -501,28 +893,45 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="fewer, smaller sample frames")
     demo.set_defaults(func=cmd_demo, subparser=demo)
 
-    from lambda_ingest import audit, backfill
 
-    backfill.add_parser(sub).set_defaults(func=backfill.cmd_backfill)
-    audit.add_parser(sub).set_defaults(func=audit.cmd_audit)
-    return parser
+def _check_usage(args: argparse.Namespace) -> None:
+    """Usage errors argparse cannot express (exit 2 through the subcommand's parser)."""
+    if args.command == "replay":
+        if bool(args.target) == bool(args.dlq):
+            args.subparser.error("give either s3://landing-bucket[/prefix] or --dlq QUEUE_URL")
+        if args.target and (not args.target.startswith("s3://") or not _split_s3_url(args.target)[0]):
+            args.subparser.error(f"expected s3://landing-bucket[/prefix], got {args.target!r}")
+    if args.command == "inspect" and args.target.startswith("s3://") and not all(_split_s3_url(args.target)):
+        args.subparser.error(f"expected s3://bucket/key (an object, not a bucket), got {args.target!r}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "replay" and bool(args.target) == bool(args.dlq):
-        args.subparser.error("give either s3://landing-bucket[/prefix] or --dlq QUEUE_URL")
-    if args.command == "replay" and args.target and not args.target.startswith("s3://"):
-        args.subparser.error(f"expected s3://landing-bucket[/prefix], got {args.target!r}")
+    _check_usage(args)
     try:
+        # Settings first: a bad variable is named before anything else reads the environment.
+        from lambda_ingest.settings import get_settings
+
+        get_settings()
         return int(args.func(args, sys.stdout))
-    except IngestError as exc:  # configuration and the like: nothing per file to report
-        sys.stderr.write(f"lambda-ingest: error: {exc}\n")
-        return 1
+    except CommandError as exc:
+        _error_line(parser.prog, exc)
+        return exc.code
+    except Exception as exc:  # no traceback for a user error: one line naming the cause
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        fatal = fatal_error(exc)
+        if fatal is not None:
+            _error_line(parser.prog, fatal)
+            return fatal.code
+        if isinstance(exc, IngestError | BotoCoreError | ClientError | OSError):
+            _error_line(parser.prog, _reason(exc))
+            return EXIT_NOT_DONE
+        raise  # a bug: the traceback is what a report needs
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        return 130
+        _error_line(parser.prog, "interrupted")
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

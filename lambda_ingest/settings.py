@@ -79,6 +79,17 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
         raise ConfigurationError(f"{name} must be true or false, got {raw!r}") from None
 
 
+# The level names Powertools' Logger accepts (it upper-cases the value); it reads POWERTOOLS_LOG_LEVEL itself,
+# at import, and an unknown name would surface as a bare ValueError from `logging`.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _check_log_level(env: Mapping[str, str]) -> None:
+    raw = (env.get("POWERTOOLS_LOG_LEVEL") or "").strip()
+    if raw and raw.upper() not in {*LOG_LEVELS, "WARN", "FATAL"} and not raw.isdigit():
+        raise ConfigurationError(f"POWERTOOLS_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {raw!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     # Science Archive (ocs_ingester names)
@@ -140,6 +151,7 @@ class Settings:
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the environment; raise ConfigurationError naming the bad variable."""
     env = os.environ if env is None else env
+    _check_log_level(env)
     api_root = _text(env, "API_ROOT", Settings.api_root)
     if not api_root.startswith(("http://", "https://")):
         raise ConfigurationError(f"API_ROOT must be an http(s) URL, got {api_root!r}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,21 +15,40 @@ LANDING = "landing-bucket"
 ARCHIVE = "archive-bucket"
 
 
+FIXTURES_HINT = (
+    "set LAMBDA_INGEST_FIXTURES to a folder of real LCO frames (its fits/ and other/ subfolders, or the fits/ "
+    "folder itself), or put them in ../shared/fixtures beside the checkout"
+)
+
+
 def shared_fixtures_dir() -> Path:
-    """Real LCO frames: LAMBDA_INGEST_FIXTURES, else ../shared/fixtures beside the checkout."""
-    return Path(os.environ.get("LAMBDA_INGEST_FIXTURES", ROOT.parent / "shared" / "fixtures"))
+    """Real LCO frames: LAMBDA_INGEST_FIXTURES, else ../shared/fixtures beside the checkout.
+
+    The variable may name the fixtures folder or its `fits/` subfolder (a frames folder without a `fits/`
+    of its own is taken as `fits/`).
+    """
+    folder = Path(os.environ.get("LAMBDA_INGEST_FIXTURES", ROOT.parent / "shared" / "fixtures")).expanduser()
+    if not (folder / "fits").is_dir() and folder.name == "fits" and folder.is_dir():
+        return folder.parent
+    return folder
 
 
-def real_frames() -> list[Path]:
+def real_frames() -> list[Any]:
+    """The real frames, as `pytest.mark.parametrize` values; when there are none, one skipped case that
+    says what is missing and how to provide it (instead of pytest's "got empty parameter set")."""
     folder = shared_fixtures_dir() / "fits"
-    return sorted(folder.glob("*.fits*")) if folder.is_dir() else []
+    frames = sorted(folder.glob("*.fits*")) if folder.is_dir() else []
+    if frames:
+        return frames
+    skip = pytest.mark.skip(reason=f"no real frames in {folder}: {FIXTURES_HINT}")
+    return [pytest.param(None, id="no-real-frames", marks=skip)]
 
 
 @pytest.fixture
 def fixtures_dir() -> Path:
     folder = shared_fixtures_dir()
     if not folder.is_dir():
-        pytest.skip(f"real frames not available at {folder} (set LAMBDA_INGEST_FIXTURES)")
+        pytest.skip(f"real frames not available at {folder}: {FIXTURES_HINT}")
     return folder
 
 

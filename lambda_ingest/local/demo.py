@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import logging
+import shutil
 import sys
 import time
 from collections import Counter
@@ -34,10 +35,14 @@ class Sample:
     metadata: dict[str, str] | None = None
 
 
-def sample_frames(quick: bool = False) -> list[Sample]:
-    """Frames that show every outcome: new frames, a second version, a duplicate and two rejections."""
+def sample_frames(quick: bool = False, seed: int = 0) -> list[Sample]:
+    """Frames that show every outcome: new frames, a second version, a duplicate and two rejections.
+
+    Another `seed` gives other data bytes (other md5s) under the same names and headers.
+    """
+    base = 10 * seed
     raw = synthetic.frame_name(seq=73, ext="")
-    fz = synthetic.make_frame_bytes(raw, ".fits.fz", data_bytes=256 * 1024, seed=1)
+    fz = synthetic.make_frame_bytes(raw, ".fits.fz", data_bytes=256 * 1024, seed=base + 1)
     experimental = synthetic.frame_name(
         site="coj", telnum=11, instrument="fl08", day="20151216", seq=48, obstype_letter="x", ext=""
     )
@@ -46,7 +51,7 @@ def sample_frames(quick: bool = False) -> list[Sample]:
         Sample(f"raw/{raw}.fits.fz", fz, "raw frame, fpacked"),
         Sample(
             f"raw/{experimental}.fits.fz",
-            synthetic.make_frame_bytes(experimental, ".fits.fz", data_bytes=128 * 1024, seed=2),
+            synthetic.make_frame_bytes(experimental, ".fits.fz", data_bytes=128 * 1024, seed=base + 2),
             "experimental frame (private by file type)",
         ),
         Sample(f"retry/{raw}.fits.fz", fz, "the same bytes uploaded again"),
@@ -62,21 +67,21 @@ def sample_frames(quick: bool = False) -> list[Sample]:
         site="lsc", telnum=5, instrument="kb78", day="20151109", seq=179, rlevel=91, ext=""
     )
     tarball = io.BytesIO()
-    synthetic.write_tarball(tarball, seed=3)
+    synthetic.write_tarball(tarball, seed=base + 3)
     samples += [
         Sample(
             f"raw/{raw}.fits",
-            synthetic.make_frame_bytes(raw, ".fits", data_bytes=2 * 1024 * 1024, seed=4),
+            synthetic.make_frame_bytes(raw, ".fits", data_bytes=2 * 1024 * 1024, seed=base + 4),
             "the same frame uncompressed: a second version",
         ),
         Sample(
             f"processed/{processed}.fits.fz",
-            synthetic.make_frame_bytes(processed, ".fits.fz", data_bytes=512 * 1024, seed=5),
+            synthetic.make_frame_bytes(processed, ".fits.fz", data_bytes=512 * 1024, seed=base + 5),
             "processed frame",
         ),
         Sample(
             f"processed/{processed}_cat.fits.fz",
-            synthetic.make_frame_bytes(processed + "_cat", ".fits.fz", seed=6),
+            synthetic.make_frame_bytes(processed + "_cat", ".fits.fz", seed=base + 6),
             "source catalogue",
         ),
         Sample(f"spectra/{synthetic.DEFAULT_SPECTRUM_BASENAME}.tar.gz", tarball.getvalue(), "spectrum bundle"),
@@ -235,13 +240,40 @@ def table_rows(rows: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     return table
 
 
-def _print_table(rows: list[dict[str, Any]], out: TextIO, header: bool = True) -> None:
+def _terminal_width(out: TextIO) -> int | None:
+    """The terminal's width when `out` is one; None elsewhere (logs, pipes and tests get the full table)."""
+    if not getattr(out, "isatty", lambda: False)():
+        return None
+    return shutil.get_terminal_size().columns
+
+
+def _print_table(rows: list[dict[str, Any]], out: TextIO, header: bool = True, width: int | None = None) -> None:
+    """One line per file with every column (about 230 characters); where that is wider than the terminal
+    (`width`), two lines per file that fit 120: file, outcome, frame, time; then the archive key or reason
+    with the version id and md5 shortened."""
     table = table_rows(rows)
     widths = [max(len(r[i]) for r in [TABLE_HEADER, *table]) for i in range(len(TABLE_HEADER))]
+    width = _terminal_width(out) if width is None else width
+    if width is None or sum(widths) + 2 * (len(widths) - 1) <= width:
+        if header:
+            table = [TABLE_HEADER, tuple("-" * w for w in widths), *table]
+        for r in table:
+            _say(out, "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        return
+    first = (0, 1, 5, 6)  # file, outcome, frame, time
     if header:
-        table = [TABLE_HEADER, tuple("-" * w for w in widths), *table]
+        _say(out, "  ".join(TABLE_HEADER[i].ljust(widths[i]) for i in first).rstrip())
+        _say(out, "    -> archive key / reason  version id  md5")
     for r in table:
-        _say(out, "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        _say(out, "  ".join(r[i].ljust(widths[i]) for i in first).rstrip())
+        detail = f"    -> {r[2]}"
+        if r[3] != "-":
+            detail += f"  version {_short(r[3])}  md5 {_short(r[4])}"
+        _say(out, detail)
+
+
+def _short(text: str, keep: int = 8) -> str:
+    return text if len(text) <= keep + 1 else text[:keep] + "\u2026"
 
 
 def _download_check(stack: LocalStack, rows: list[dict[str, Any]], samples: dict[str, Sample], out: TextIO) -> bool:
@@ -293,9 +325,12 @@ def _keep_running(stack: LocalStack, out: TextIO) -> None:
     _say(out, f"  # landing bucket s3://{LANDING_BUCKET}   queue {stack.queue_url}   dead-letter queue {stack.dlq_url}")
     _say(out, f"  # archive bucket s3://{ARCHIVE_BUCKET}   frames {stack.archive.api_root}frames/")
     _say(out, f"  # outcome events (EventBridge rule -> SQS) {stack.events_queue_url}")
+    folder = "/tmp/lambda-ingest-samples"
+    frame = f"{folder}/raw/{synthetic.frame_name(seq=73)}"
     _say(out, "Try, in another shell after the exports:")
-    _say(out, "  lambda-ingest ingest --check-only FILE.fits.fz")
-    _say(out, f"  aws --endpoint-url {endpoint} s3 cp FILE.fits.fz s3://{LANDING_BUCKET}/   # ingested here, as in AWS")
+    _say(out, f"  lambda-ingest samples {folder}       # writes sample frames (new bytes each time)")
+    _say(out, f"  lambda-ingest ingest --check-only {frame}")
+    _say(out, f"  aws --endpoint-url {endpoint} s3 cp {frame} s3://{LANDING_BUCKET}/raw/   # ingested here, as in AWS")
     _say(out, f"Watching s3://{LANDING_BUCKET}/ for uploads...")
     seen = 0
     try:

@@ -12,7 +12,7 @@ import itertools
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,10 +29,30 @@ _ENTRY_POINTS = {
 _sequence = itertools.count(1000)  # frame numbers (and seeds) unique across the package's tests
 
 
-@pytest.fixture(scope="package")
-def stack() -> Iterator[LocalStack]:
-    with LocalStack() as local:
-        yield local
+_shared: list[LocalStack] = []  # the one stack of this folder's tests, while they run
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def stack() -> LocalStack:
+    """The stack all tests here share (started by the first that asks).
+
+    Not a package-scoped fixture: for a folder without __init__.py pytest keeps those until the session
+    ends, and moto's server keeps its tables in process-wide state, so a later LocalStack in this process
+    (the demo's tests) would find its table already there. `pytest_runtest_teardown` below stops and resets
+    it as soon as the next test is elsewhere.
+    """
+    if not _shared:
+        _shared.append(LocalStack().start())
+    return _shared[0]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    if _shared and (nextitem is None or HERE not in nextitem.path.parents):
+        local = _shared.pop()
+        local.s3_server.reset()  # forget its buckets, queues and table
+        local.stop()
 
 
 def command(name: str) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import socket
 from urllib.parse import urlsplit
 
@@ -70,9 +71,7 @@ def test_ingest_prints_a_line_per_file_and_exits_1_when_any_failed(
     assert archive_versions(stack) == written
 
 
-def test_check_only_exit_code_says_whether_the_archive_holds_the_file(
-    cli, stack, new_frame, in_process, capsys
-) -> None:
+def test_check_only_exit_code_says_whether_the_archive_holds_the_file(stack, new_frame, in_process, capsys) -> None:
     held, fresh = new_frame(), new_frame()
     assert main(["ingest", str(held)]) == 0
     written = archive_versions(stack)
@@ -85,9 +84,8 @@ def test_check_only_exit_code_says_whether_the_archive_holds_the_file(
     assert requests.get(url, timeout=10).content == held.read_bytes()
 
     # A file it does not hold: exit 1; one of each: exit 1
-    run = cli.run("ingest", "--check-only", fresh, held)
-    assert run.returncode == 1
-    assert [row[1] for row in lines(run.stdout)] == ["not_ingested", "already_ingested"]
+    assert main(["ingest", "--check-only", str(fresh), str(held)]) == 1
+    assert [row[1] for row in lines(capsys.readouterr().out)] == ["not_ingested", "already_ingested"]
 
     # And checking wrote nothing
     assert archive_versions(stack) == written
@@ -101,28 +99,35 @@ def test_check_only_needs_no_valid_headers(new_frame, in_process, capsys) -> Non
     assert lines(capsys.readouterr().out) == [[str(bad), "not_ingested", ""]]
 
 
-def test_flags_win_over_the_environment(cli, stack, new_frame) -> None:
+def test_flags_win_over_the_environment(stack, new_frame, in_process, monkeypatch, capsys) -> None:
+    from lambda_ingest.settings import reset_settings
+
     # Given an environment pointing at a dead archive with a wrong token and another bucket
     path = new_frame()
     assert stack.archive is not None
-    run = cli.run(
-        "ingest",
-        path,
-        "--api-root",
-        stack.archive.api_root,
-        "--auth-token",
-        stack.token,
-        "--bucket",
-        ARCHIVE_BUCKET,
-        "--process-name",
-        "cli-test",
-        API_ROOT=f"http://127.0.0.1:{closed_port()}/",
-        AUTH_TOKEN="wrong",
-        BUCKET="no-such-bucket",
+    monkeypatch.setenv("API_ROOT", f"http://127.0.0.1:{closed_port()}/")
+    monkeypatch.setenv("AUTH_TOKEN", "wrong")
+    monkeypatch.setenv("BUCKET", "no-such-bucket")
+    reset_settings()
+    # When the flags name the right ones
+    code = main(
+        [
+            "ingest",
+            str(path),
+            "--api-root",
+            stack.archive.api_root,
+            "--auth-token",
+            stack.token,
+            "--bucket",
+            ARCHIVE_BUCKET,
+            "--process-name",
+            "cli-test",
+        ]
     )
     # Then the flags are used
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert lines(run.stdout)[0][1] == "ingested"
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert lines(out)[0][1] == "ingested"
     assert basename(path) in archive_frames(stack)
 
 
@@ -167,13 +172,35 @@ def test_an_unreachable_archive_fails_the_file_and_leaves_no_copy(stack, new_fra
     [[_, status, reason]] = lines(capsys.readouterr().out)
     assert status == "failed"
     assert "archive unreachable" in reason
+    assert "will retry" not in reason  # nothing retries at the command line
     assert archive_versions(stack) == written
 
 
-def test_no_token_anywhere_fails_with_the_variable_to_set(new_frame, in_process, monkeypatch, capsys) -> None:
+def test_no_token_anywhere_is_a_configuration_error_naming_the_variable(
+    new_frame, in_process, monkeypatch, capsys
+) -> None:
     from lambda_ingest.settings import reset_settings
 
     monkeypatch.delenv("AUTH_TOKEN")
     reset_settings()
-    assert main(["ingest", str(new_frame())]) == 1
-    assert "set AUTH_TOKEN or AUTH_TOKEN_SECRET_ARN" in capsys.readouterr().out
+    # Every file would fail the same way: one line on stderr, exit 2, nothing on stdout
+    assert main(["ingest", str(new_frame()), str(new_frame())]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    [line] = err.splitlines()
+    assert line.startswith("lambda-ingest: error: ")
+    assert "set AUTH_TOKEN or AUTH_TOKEN_SECRET_ARN" in line
+
+
+def test_verbose_writes_the_engines_log_line_per_file_to_stderr(new_frame, in_process, capsys) -> None:
+    good, bad = new_frame(), new_frame(drop=("DAY-OBS",))
+    assert main(["ingest", "-v", str(good), str(bad)]) == 1
+    out, err = capsys.readouterr()
+    assert [row[1] for row in lines(out)] == ["ingested", "rejected"]
+    logged = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert [(entry["outcome"], entry["path"]) for entry in logged] == [("ingested", str(good)), ("rejected", str(bad))]
+    assert logged[0]["basename"] == basename(good)
+    assert err.splitlines()[-1] == "2 files: 1 ingested, 1 rejected"
+    # Without -v: results and the summary only
+    assert main(["ingest", str(good)]) == 0
+    assert not [line for line in capsys.readouterr().err.splitlines() if line.startswith("{")]

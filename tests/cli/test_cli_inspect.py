@@ -64,8 +64,34 @@ def test_inspect_names_the_problem_and_exits_1(new_frame, in_process, capsys) ->
     assert (status, reason.split(":")[-1].strip()) == ("failed", "no such object or version")
 
 
-def test_inspect_needs_a_key_in_an_s3_url(in_process, capsys) -> None:
-    assert main(["inspect", f"s3://{LANDING_BUCKET}"]) == 2
+def test_inspect_of_a_missing_bucket_names_the_bucket(in_process, capsys) -> None:
+    # (not "no such object": the bucket's name is what to fix)
+    assert main(["inspect", "s3://no-such-landing-bucket/a/frame.fits.fz"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        "lambda-ingest: error: no such bucket no-such-landing-bucket: check its name "
+        "(and S3_ENDPOINT_URL for a local S3)\n"
+    )
+
+
+def test_inspect_needs_a_key_in_an_s3_url(capsys) -> None:
+    # A usage error: the usage and one error line on stderr, no result line on stdout
+    with pytest.raises(SystemExit) as done:
+        main(["inspect", f"s3://{LANDING_BUCKET}"])
+    assert done.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines()[-1] == (
+        f"lambda-ingest inspect: error: expected s3://bucket/key (an object, not a bucket), got 's3://{LANDING_BUCKET}'"
+    )
+
+
+def test_inspect_help_describes_every_option(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["inspect", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--metadata KEY=VALUE record metadata for files without FITS headers" in help_text
 
 
 @pytest.mark.parametrize("argv", [["inspect"], ["inspect", "a", "b"]])

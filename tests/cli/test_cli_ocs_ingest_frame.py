@@ -25,15 +25,16 @@ def test_prints_only_the_url_and_exits_0_also_when_already_ingested(cli, new_fra
     assert capsys.readouterr().out.split("?")[0] == url.split("?")[0]
 
 
-def test_check_only_prints_true_or_false(cli, stack, new_frame, in_process, capsys) -> None:
+def test_check_only_prints_true_or_false(stack, new_frame, in_process, capsys) -> None:
     held, fresh = new_frame(), new_frame()
     with pytest.raises(SystemExit) as done:
         ocs_ingest_frame([str(held)])
     assert done.value.code == 0
     capsys.readouterr()
 
-    run = cli.run("--check-only", held, program="ocs_ingest_frame")
-    assert (run.returncode, run.stdout) == (0, "True\n")
+    with pytest.raises(SystemExit) as done:
+        ocs_ingest_frame(["--check-only", str(held)])
+    assert (done.value.code, capsys.readouterr().out) == (0, "True\n")
 
     with pytest.raises(SystemExit) as done:
         ocs_ingest_frame(["--check-only", str(fresh)])
@@ -41,11 +42,11 @@ def test_check_only_prints_true_or_false(cli, stack, new_frame, in_process, caps
     assert basename(fresh) not in archive_frames(stack)
 
 
-def test_a_rejected_file_exits_1_with_ocs_ingesters_message(cli, new_frame) -> None:
-    run = cli.run(new_frame(drop=("DAY-OBS",)), program="ocs_ingest_frame")
-    assert run.returncode == 1
-    assert run.stdout.startswith("Exception uploading file: ")
-    assert "missing required header DAY-OBS" in run.stdout
+def test_a_rejected_file_exits_1_with_ocs_ingesters_message(new_frame, in_process, capsys) -> None:
+    with pytest.raises(SystemExit) as done:
+        ocs_ingest_frame([str(new_frame(drop=("DAY-OBS",)))])
+    assert done.value.code == 1
+    assert capsys.readouterr().out == "Exception uploading file: missing required header DAY-OBS\n"
 
 
 def test_an_archive_error_exits_1_where_ocs_ingester_exited_0(new_frame, in_process, monkeypatch, capsys) -> None:
@@ -55,6 +56,23 @@ def test_an_archive_error_exits_1_where_ocs_ingester_exited_0(new_frame, in_proc
         ocs_ingest_frame([str(new_frame())])
     assert done.value.code == 1
     assert "archive answered 503" in capsys.readouterr().out
+
+
+def test_check_only_of_a_missing_file_answers_false(tmp_path, in_process, capsys) -> None:
+    # The answer (False, exit 1) on stdout as for any file the archive does not hold; why on stderr
+    missing = tmp_path / "missing.fits"
+    with pytest.raises(SystemExit) as done:
+        ocs_ingest_frame(["--check-only", str(missing)])
+    assert (done.value.code, capsys.readouterr()) == (
+        1,
+        ("False\n", f"ocs_ingest_frame: error: {missing}: No such file or directory\n"),
+    )
+
+
+def test_a_bad_setting_is_one_line_and_exit_2(cli, new_frame) -> None:
+    run = cli.run(new_frame(), program="ocs_ingest_frame", HTTP_READ_TIMEOUT="abc")
+    assert (run.returncode, run.stdout) == (2, "")
+    assert run.stderr == "ocs_ingest_frame: error: HTTP_READ_TIMEOUT must be a number, got 'abc'\n"
 
 
 def test_accepts_every_argument_of_ocs_ingesters_script(monkeypatch) -> None:

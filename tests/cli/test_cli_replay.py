@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import signal
+import subprocess
 from urllib.parse import quote_plus
 
 import pytest
@@ -11,7 +14,7 @@ import pytest
 from lambda_ingest import cli as cli_module
 from lambda_ingest.cli import Progress, main
 from lambda_ingest.local.stack import LANDING_BUCKET
-from tests.cli.conftest import archive_frames, basename, lines
+from tests.cli.conftest import archive_frames, basename, command, lines
 
 
 def landing_keys(stack, prefix: str) -> list[str]:
@@ -34,10 +37,9 @@ def test_replay_ingests_everything_under_the_prefix(cli, stack, new_frame, tmp_p
     # kept; the summary counts them by outcome; the exit code says not everything made it
     assert run.returncode == 1, run.stderr
     bad_uri = f"s3://{LANDING_BUCKET}/backfill/night 1/{bad.name}"
-    assert lines(run.stdout) == [
-        [bad_uri, "rejected", "missing required header DAY-OBS"],
-        ["3 objects: 2 ingested, 1 rejected"],
-    ]
+    # (results on stdout, the summary on stderr)
+    assert lines(run.stdout) == [[bad_uri, "rejected", "missing required header DAY-OBS"]]
+    assert run.stderr.splitlines()[-1] == "3 objects: 2 ingested, 1 rejected"
     frames = archive_frames(stack)
     assert all(basename(path) in frames for path in good)
     assert landing_keys(stack, "backfill/") == [f"backfill/night 1/{bad.name}"]
@@ -53,13 +55,55 @@ def test_replay_exits_0_when_everything_made_it(stack, new_frame, in_process, ca
     for path in (new_frame(), new_frame()):
         s3.put_object(Bucket=LANDING_BUCKET, Key=f"all-good/{path.name}", Body=path.read_bytes())
     assert main(["replay", f"s3://{LANDING_BUCKET}/all-good/", "-v"]) == 0
-    # stdout carries results only; -v adds the engine's JSON log line per object on stderr
+    # stdout carries results only (none: nothing went wrong); the summary and, with -v, the engine's JSON
+    # log line per object go to stderr
     captured = capsys.readouterr()
-    assert captured.out == "2 objects: 2 ingested\n"
+    assert captured.out == ""
+    assert captured.err.splitlines()[-1] == "2 objects: 2 ingested"
     logged = [json.loads(line) for line in captured.err.splitlines() if line.startswith("{")]
     assert [entry["outcome"] for entry in logged] == ["ingested", "ingested"]
     assert main(["replay", f"s3://{LANDING_BUCKET}/all-good/"]) == 0
-    assert capsys.readouterr().out == "0 objects: nothing to do\n"
+    assert capsys.readouterr() == ("", "0 objects: nothing to do\n")
+
+
+def test_ctrl_c_stops_starting_objects_and_prints_the_summary_so_far(cli, stack, new_frame) -> None:
+    # Given many objects waiting in the landing bucket (the same bytes: one ingest, then quick duplicates)
+    s3 = stack.client("s3")
+    path = new_frame()
+    total = 40
+    for n in range(total):
+        s3.put_object(Bucket=LANDING_BUCKET, Key=f"interrupt/{n:03d}/{path.name}", Body=path.read_bytes())
+    # When the replay gets Ctrl-C as soon as its first object is done (-v: one log line per object)
+    with subprocess.Popen(
+        [*command("lambda-ingest"), "replay", f"s3://{LANDING_BUCKET}/interrupt/", "--concurrency", "2", "-v"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli.env(),
+    ) as replay:
+        try:
+            assert replay.stderr is not None
+            # (the engine's other log lines, e.g. about the race of two copies of one file, are passed over)
+            first = next(entry for entry in map(json.loads, replay.stderr) if "outcome" in entry)
+            assert first["outcome"] in ("ingested", "already_ingested")
+            replay.send_signal(signal.SIGINT)
+            out, err = replay.communicate(timeout=60)
+        finally:
+            if replay.poll() is None:
+                replay.kill()
+                replay.communicate()
+    # Then it exits 130 at once, with the summary so far on stderr and nothing on stdout (nothing went wrong)
+    assert replay.returncode == 130, err
+    assert out == ""
+    summary = err.splitlines()[-1]
+    pattern = r"interrupted: (\d+) objects: 1 ingested(?:, \d+ already ingested)?; (\d+) not started"
+    counted = re.fullmatch(pattern, summary)
+    assert counted, summary
+    done, not_started = int(counted[1]), int(counted[2])
+    assert not_started > total // 2
+    assert done + not_started == total  # the objects in flight were let finish: none abandoned
+    # And exactly the objects not started are still in the landing bucket, for the next replay
+    assert len(landing_keys(stack, "interrupt/")) == not_started
 
 
 def notification(key: str, etag: str) -> str:
@@ -105,9 +149,14 @@ def test_replay_dlq_deletes_the_messages_it_processed_and_keeps_the_failures(
     try:
         # When the dead-letter queue is re-driven
         run = cli.run("replay", "--dlq", stack.dlq_url, "--concurrency", "1")
-        # Then one frame is ingested, the other (archive 503) and the garbage message fail and stay queued
+        # Then one frame is ingested, the other (archive 503) fails; both stay queued with the garbage message,
+        # which is reported as a message, not counted as an object
         assert run.returncode == 1
-        assert lines(run.stdout)[-1] == ["3 objects: 1 ingested, 2 failed"]
+        assert run.stderr.splitlines()[-1] == (
+            "2 objects: 1 ingested, 1 failed; 1 unreadable message (not an S3 event notification) left in the queue"
+        )
+        assert sorted(row[1] for row in lines(run.stdout)) == ["failed", "unreadable"]
+        assert "will retry" not in run.stdout
         ingested = [path for path in frames if basename(path) in archive_frames(stack)]
         assert len(ingested) == 1
         [left] = [body for body in bodies if frames[bodies.index(body)] not in ingested]
@@ -117,7 +166,7 @@ def test_replay_dlq_deletes_the_messages_it_processed_and_keeps_the_failures(
         monkeypatch.setattr(cli_module, "DLQ_DRAIN_WAIT_SECONDS", 0)
         assert main(["replay", "--dlq", stack.dlq_url]) == 1
         # Then the other frame is ingested too; only the garbage stays
-        assert lines(capsys.readouterr().out)[-1] == ["2 objects: 1 ingested, 1 failed"]
+        assert capsys.readouterr().err.splitlines()[-1].startswith("1 object: 1 ingested; 1 unreadable message")
         assert all(basename(path) in archive_frames(stack) for path in frames)
         assert dlq_bodies(stack) == [garbage]
     finally:
@@ -132,19 +181,34 @@ def test_replay_dlq_deletes_the_messages_it_processed_and_keeps_the_failures(
         ["replay", f"s3://{LANDING_BUCKET}", "--dlq", "http://queue"],
         ["replay", LANDING_BUCKET],
         ["replay", f"s3://{LANDING_BUCKET}", "--concurrency", "0"],
+        ["replay", "s3://"],
+        ["replay", "--dlq", "not-a-url"],
     ],
-    ids=["nothing", "both", "not-s3", "zero-concurrency"],
+    ids=["nothing", "both", "not-s3", "zero-concurrency", "no-bucket", "dlq-not-a-url"],
 )
 def test_replay_usage_errors_exit_2(argv, capsys) -> None:
     with pytest.raises(SystemExit) as done:
         main(argv)
     assert done.value.code == 2
-    assert "usage: lambda-ingest replay" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "usage: lambda-ingest replay" in err
+    assert err.splitlines()[-1].startswith("lambda-ingest replay: error: ")
 
 
-def test_replay_of_a_missing_bucket_exits_1(in_process, capsys) -> None:
-    assert main(["replay", "s3://no-such-landing-bucket/"]) == 1
-    assert "no-such-landing-bucket" in capsys.readouterr().err
+def test_replay_of_a_missing_bucket_is_a_configuration_error(in_process, capsys) -> None:
+    assert main(["replay", "s3://no-such-landing-bucket/"]) == 2
+    assert capsys.readouterr() == (
+        "",
+        "lambda-ingest: error: no such bucket no-such-landing-bucket: check its name "
+        "(and S3_ENDPOINT_URL for a local S3)\n",
+    )
+
+
+def test_an_empty_dead_letter_queue_says_so(stack, in_process, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(cli_module, "DLQ_DRAIN_WAIT_SECONDS", 0)
+    assert main(["replay", "--dlq", stack.dlq_url]) == 0
+    assert capsys.readouterr() == ("", "the dead-letter queue is empty: nothing to replay\n")
 
 
 class Terminal(io.StringIO):

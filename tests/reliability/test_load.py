@@ -1,8 +1,10 @@
-"""Load: 1,000 small frames uploaded in one burst, through moto S3 -> SQS -> handler (batches of 10).
+"""Load: small frames uploaded in one burst, through moto S3 -> SQS -> handler (batches of 10).
 
-Every frame must end registered exactly once. The per-record handler time (median, p95) is the overhead
-per frame that docs/reliability.md reports; set RELIABILITY_FIGURES=<path> to have the figures written
-there as JSON.
+Every frame must end registered exactly once. `make test` (CI) runs a burst of 100: ten full batches with
+the queue holding many batches at once, which is what the property needs, in a few seconds. `make test-load`
+runs the full 1,000 (RELIABILITY_LOAD_FRAMES=1000) for the figures; `make bench` runs it too. The
+per-record handler time (median, p95) is the overhead per frame that docs/reliability.md reports; set
+RELIABILITY_FIGURES=<path> to have the figures written there as JSON.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from tests.reliability.support import (
     upload,
 )
 
-FRAMES = int(__import__("os").environ.get("RELIABILITY_LOAD_FRAMES", "1000"))
+FRAMES = int(__import__("os").environ.get("RELIABILITY_LOAD_FRAMES", "100"))
 BATCH = 10  # the event source mapping's batch size
 
 
@@ -89,12 +91,12 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 @pytest.mark.slow
-def test_a_burst_of_1000_frames_is_ingested_exactly_once(
+def test_a_burst_of_frames_is_ingested_exactly_once(
     s3, archive_api, queue, context, monkeypatch, moto_lists_versions_by_prefix, moto_sqs_cheap_clock
 ) -> None:
     from lambda_ingest import handler as handler_module
 
-    # Given 1,000 distinct small frames (20 KB each: a full LCO header and 3 KB of data) uploaded at once
+    # Given FRAMES distinct small frames (20 KB each: a full LCO header and 3 KB of data) uploaded at once
     start = time.perf_counter()
     files = burst_frames(FRAMES)
     generated = time.perf_counter() - start
