@@ -458,6 +458,11 @@ class ArchiveEmulator:
 
     # -- fault injection ------------------------------------------------------------------------------
 
+    def set_md5(self, basename: str, md5: str) -> None:
+        """Change the md5 the archive holds for the newest version of `basename` (an audit's md5 mismatch)."""
+        with self._lock:
+            self._frames[basename].versions[0]["md5"] = md5
+
     def inject(
         self,
         *,

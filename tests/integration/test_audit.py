@@ -71,11 +71,7 @@ def planted(s3, archive_api) -> dict[str, str]:
     [registered_2] = [v for v in archive_api.versions() if v["basename"] == name(2)]
     s3.delete_object(Bucket=ARCHIVE, Key=key_of(name(2)), VersionId=registered_2["key"])
     # md5 mismatch: the archive's md5 of frame 3 no longer matches its object
-    with archive_api._db_lock:
-        archive_api._conn.execute("UPDATE versions SET md5 = ? WHERE md5 = (SELECT v.md5 FROM versions v "
-                                  "JOIN frames f ON f.id = v.frame_id WHERE f.basename = ?)",
-                                  ("0" * 32, name(3)))  # fmt: skip
-        archive_api._conn.commit()
+    archive_api.set_md5(name(3), "0" * 32)
     return {"orphan": orphan, "foreign": foreign, "missing": registered_2["key"]}
 
 
