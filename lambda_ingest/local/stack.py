@@ -10,8 +10,6 @@ import os
 import secrets
 from typing import Any
 
-import boto3
-
 from lambda_ingest.local.archive_emulator import ArchiveEmulator
 from lambda_ingest.local.s3 import LocalS3Server
 
@@ -58,7 +56,9 @@ class LocalStack:
         self._saved_env: dict[str, str | None] | None = None
 
     def client(self, service: str) -> Any:
-        return boto3.session.Session().client(
+        from lambda_ingest.clients import new_session
+
+        return new_session().client(
             service,
             region_name=REGION,
             endpoint_url=self.s3_server.endpoint_url,
