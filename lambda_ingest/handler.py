@@ -14,12 +14,13 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from lambda_ingest import events
+from lambda_ingest import events, snapstart
 from lambda_ingest.errors import TransientError
 from lambda_ingest.observability import logger, metrics, opentsdb, tracer
 from lambda_ingest.outcomes import processor
 
 _batch = BatchProcessor(event_type=EventType.SQS)
+snapstart.prepare()  # init loads what the first record needs; SnapStart restore hooks
 
 
 def _process_refs(refs: list[events.ObjectRef]) -> list[dict[str, Any]]:
