@@ -214,9 +214,15 @@ MAX_PARTS = 10_000
 MAX_COPY_OBJECT_SIZE = 5 * 1024**3  # CopyObject's own limit: larger objects must be copied in parts
 
 
-def part_size(size: int, configured: int) -> int:
-    """The configured part size, raised so `size` fits in S3's 10,000 parts, within S3's 5 MiB..5 GiB."""
-    return min(MAX_PART_SIZE, max(MIN_PART_SIZE, configured, math.ceil(size / MAX_PARTS)))
+def part_size(size: int, configured: int, concurrency: int | None = None) -> int:
+    """The part size for `size` bytes: at least the configured size, raised so the parts fit in S3's 10,000
+    and in one round of `concurrency` parallel requests, within S3's 5 MiB..5 GiB.
+
+    One round: every part copies at the same per-request rate on S3's side, so the copy lasts about one
+    part's time; more, smaller parts would only add requests (each billed) and rounds.
+    """
+    wanted = max(configured, math.ceil(size / MAX_PARTS), math.ceil(size / concurrency) if concurrency else 0)
+    return min(MAX_PART_SIZE, max(MIN_PART_SIZE, wanted))
 
 
 def copy_in_parts(size: int, threshold: int) -> bool:
@@ -282,7 +288,7 @@ def _multipart_copy(
     # A multipart upload starts with no tags, as CopyObject with TaggingDirective=REPLACE does.
     settings = get_settings()
     s3 = clients.s3()
-    size = part_size(obj.size, settings.copy_part_size)
+    size = part_size(obj.size, settings.copy_part_size, settings.copy_concurrency)
     ranges = [(i, min(i + size, obj.size) - 1) for i in range(0, obj.size, size)]
     with _s3_errors(what):
         upload_id = s3.create_multipart_upload(Bucket=dest_bucket, Key=dest_key, StorageClass=storage_class, **extra)[

@@ -18,7 +18,7 @@ import logging
 import string
 import threading
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
@@ -179,10 +179,18 @@ class LocalS3Server:
     silences werkzeug's per-request access log unless the application configured that logger itself.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, quiet: bool = True) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        quiet: bool = True,
+        middleware: Callable[[Any], Any] | None = None,
+    ) -> None:
         self._host = host
         self._port = port
         self._quiet = quiet
+        self._middleware = middleware  # wraps moto's WSGI application (e.g. the benchmark's S3 model)
         self._server: Any = None
 
     @property
@@ -202,9 +210,29 @@ class LocalS3Server:
         if self._quiet and access_log.level == logging.NOTSET:
             access_log.setLevel(logging.WARNING)
         server = ThreadedMotoServer(ip_address=self._host, port=self._port, verbose=False)
+        if self._middleware is not None:
+            server._server_entry = self._wrapped_entry(server)  # moto builds its app inside this entry point
         server.start()
         self._server = server
         return self
+
+    def _wrapped_entry(self, server: Any) -> Callable[[], None]:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from werkzeug.serving import make_server
+
+        middleware = self._middleware
+        assert middleware is not None
+
+        def entry() -> None:
+            # ThreadedMotoServer._server_entry, with the application wrapped; one thread per connection.
+            app = middleware(DomainDispatcherApplication(create_backend_app))
+            server._server = make_server(
+                server._ip_address, server._port, app, True, request_handler=MotoRequestHandler
+            )
+            server._server_ready_event.set()
+            server._server.serve_forever()
+
+        return entry
 
     def stop(self) -> None:
         server, self._server = self._server, None

@@ -143,6 +143,19 @@ def test_part_size_fits_s3_limits(size: int, configured: int, expected: int) -> 
 
 
 @pytest.mark.parametrize(
+    ("size", "configured", "concurrency", "parts"),
+    [
+        (1000 * MIB, 5 * MIB, 16, 16),  # one round of 16 parallel copies
+        (1000 * MIB, 100 * MIB, 16, 10),  # the configured size when it already fits one round
+        (12 * MIB, 5 * MIB, 16, 3),  # never below 5 MiB, so fewer parts than connections
+        (100_000 * MIB, 5 * MIB, 16, 20),  # two rounds: a part holds at most 5 GiB
+    ],
+)
+def test_part_size_fits_one_round_of_parallel_copies(size: int, configured: int, concurrency: int, parts: int):
+    assert -(-size // store.part_size(size, configured, concurrency)) == parts
+
+
+@pytest.mark.parametrize(
     ("size", "threshold", "in_parts"),
     [
         (10 * MIB, 64 * MIB, False),
