@@ -123,13 +123,14 @@ def _one_range(header: str | None) -> bool:
 
 
 def install_ranged_reads() -> None:
-    """Serve GETs with one byte range by reading only that range from moto's buffer (idempotent).
+    """Serve GETs with one byte range, and UploadPartCopy, by reading only that range (idempotent).
 
     Patched at moto's S3 response class: ``get_object`` fetches the key through ``_get_key`` and returns
     ``key.value``, which ``key_response`` then slices (``_handle_range_header``). While a one-range GET is
     served, ``_get_key`` hands out a key whose ``value`` reads lazily; whatever moto does not slice (a
     range it ignores, e.g. a malformed one) is read whole, as before.
     """
+    from moto.s3.models import S3Backend
     from moto.s3.responses import S3Response
 
     with _lock:
@@ -152,6 +153,26 @@ def install_ranged_reads() -> None:
             status, headers, body = handle_range(self, request, headers, content)
             return status, headers, bytes(body) if isinstance(body, _RangeReader) else body
 
+        def ranged_part_copy(
+            backend: Any,
+            dest_bucket_name: str,
+            multipart_id: str,
+            part_id: int,
+            src_bucket_name: str,
+            src_key_name: str,
+            src_version_id: str | None,
+            start_byte: int | None,
+            end_byte: int | None,
+        ) -> Any:
+            # moto's S3Backend.upload_part_copy, reading only the part's range (moto reads the whole source
+            # object for every part: a 1 GB copy in 16 parts read 16 GB).
+            multipart = backend.get_bucket(dest_bucket_name).multiparts[multipart_id]
+            source = backend.get_object(src_bucket_name, src_key_name, version_id=src_version_id)
+            if start_byte is None or end_byte is None:
+                return multipart.set_part(part_id, source.value)
+            return multipart.set_part(part_id, _RangeReader(source)[start_byte : end_byte + 1])
+
+        S3Backend.upload_part_copy = ranged_part_copy  # type: ignore[method-assign]
         S3Response.get_object = ranged_get_object  # type: ignore[method-assign]
         S3Response._get_key = lazy_get_key  # type: ignore[method-assign]
         S3Response._handle_range_header = materialised_range  # type: ignore[method-assign]
