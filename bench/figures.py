@@ -328,20 +328,26 @@ def duration_at(cell: Cell, memory_mb: int) -> float:
 
 
 def cost_rows(results: dict[str, Any], network: str = "model") -> list[dict[str, Any]]:
-    """Per frame: Lambda GB-seconds and USD (arm64) with S3 request charges, both systems."""
+    """Per frame: Lambda GB-seconds and USD (arm64) with S3 request charges, both systems.
+
+    A function has one memory setting for every frame: lambda_ingest's as deployed; ocs_ingester's the
+    smallest that holds its largest peak RSS in this run (it holds the whole file). Each duration is the
+    measured one, stretched where that memory gives less than the vCPU the run had (`duration_at`).
+    """
     grid = cells(results)
+    base_peak = max((c["baseline"].rss for c in grid.values() if "baseline" in c), default=0.0)
+    memory = {"ours": DEPLOYED_MEMORY_MB, "baseline": lambda_memory_for(base_peak)}
     rows = []
     for (net, kind, upload, size), cell in grid.items():
         if net != network or "ours" not in cell or "baseline" not in cell:
             continue
-        ours, base = cell["ours"], cell["baseline"]
-        base_memory = lambda_memory_for(base.rss)
-        row = {"kind": kind, "upload": upload, "size": size, "file_size": ours.file_size}
-        for name, c, memory in (("ours", ours, DEPLOYED_MEMORY_MB), ("baseline", base, base_memory)):
-            duration = c.wall if memory == DEPLOYED_MEMORY_MB or name == "baseline" else duration_at(c, memory)
-            gb_s = duration * memory / 1024
+        row: dict[str, Any] = {"kind": kind, "upload": upload, "size": size, "file_size": cell["ours"].file_size}
+        for name in ("ours", "baseline"):
+            c = cell[name]
+            duration = duration_at(c, memory[name])
+            gb_s = duration * memory[name] / 1024
             row[name] = {
-                "memory_mb": memory,
+                "memory_mb": memory[name],
                 "duration_s": duration,
                 "gb_s": gb_s,
                 "lambda_usd": gb_s * LAMBDA_GB_S["arm64"],
