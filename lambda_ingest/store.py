@@ -148,29 +148,49 @@ def open_stream(obj: ObjectInfo) -> Iterator[BinaryIO]:
 
 
 # The md5 stream keeps this many byte ranges in flight, one connection each. One S3 connection delivers
-# roughly 85-90 MB/s (AWS's performance guidelines) after a first-byte latency of tens of milliseconds, so
-# the stream needs about ten of them to keep up with md5 itself (~500-700 MB/s per core); memory is this
-# many chunks (MD5_CHUNK_SIZE each), whatever the object's size. See docs/benchmarks.md.
-MD5_CONNECTIONS = 16
+# roughly 85-90 MB/s (AWS's performance guidelines) after a first-byte latency of tens of milliseconds: a
+# 1 MiB range takes ~30 ms, ~33 MB/s, so 24 of them (~800 MB/s) keep up with md5 itself (~500-750 MB/s per
+# core). Memory is this many chunks (MD5_CHUNK_SIZE each) plus one, whatever the object's size; smaller
+# ranges would cost more requests, larger ones more memory. See docs/benchmarks.md.
+MD5_CONNECTIONS = 24
 # A range that fails (connection reset, truncated body, 5xx after botocore's own retries) is fetched again,
 # alone, this many times in all, with a short growing pause; the other ranges carry on meanwhile.
 RANGE_ATTEMPTS = 4
 RANGE_RETRY_PAUSE = 0.05  # seconds, doubled at each attempt
 
 
-def _read_range_retried(obj: ObjectInfo, offset: int, length: int) -> bytes:
+READ_SLICE = 256 * 1024
+
+
+def fetch_range(obj: ObjectInfo, offset: int, buffer: memoryview) -> None:
+    """Fill `buffer` with the object's bytes from `offset` (one ranged GET, read straight into the buffer)."""
+    length = len(buffer)
+    what = f"GET {obj.uri} bytes {offset}-{offset + length - 1}"
+    filled = 0
+    with _s3_errors(what):
+        body = clients.s3().get_object(
+            Bucket=obj.bucket, Key=obj.key, Range=f"bytes={offset}-{offset + length - 1}", **_pin(obj)
+        )["Body"]
+        try:
+            # In slices: urllib3's readinto reads into a temporary bytes of the slice's size, then copies.
+            while filled < length and (n := body.readinto(buffer[filled : filled + READ_SLICE])):
+                filled += n
+        finally:
+            body.close()
+    if filled != length:  # a body cut short: S3 closed the connection early
+        raise StorageUnavailableError(f"{what}: short read ({filled} bytes)")
+
+
+def _fetch_range_retried(obj: ObjectInfo, offset: int, buffer: memoryview) -> None:
     """One range of the md5 stream, fetched again on a transient failure (a changed/gone object is final)."""
     for attempt in range(1, RANGE_ATTEMPTS + 1):
         try:
-            data = read_range(obj, offset, length)
-            if len(data) != length:  # a body cut short: S3 closed the connection early
-                raise StorageUnavailableError(f"GET {obj.uri} bytes {offset}-{offset + length - 1}: short read")
-            return data
+            fetch_range(obj, offset, buffer)
+            return
         except StorageUnavailableError:
             if attempt == RANGE_ATTEMPTS:
                 raise
             time.sleep(RANGE_RETRY_PAUSE * 2 ** (attempt - 1))
-    raise AssertionError("unreachable")
 
 
 def stream_md5(obj: ObjectInfo, connections: int | None = None) -> str:
@@ -178,8 +198,9 @@ def stream_md5(obj: ObjectInfo, connections: int | None = None) -> str:
 
     One GET stream is capped by S3's per-connection throughput, far below md5's own speed; ranges on
     `connections` connections (default MD5_CONNECTIONS) in parallel are not. Ranges are fed to the one md5
-    strictly in order; at most `connections` ranges are held (fetched or in flight) besides the one being
-    hashed, so memory is bounded by connections x chunk whatever the object's size. hashlib releases the
+    strictly in order. Each range is read straight into one of connections + 1 buffers of one chunk, reused
+    from range to range (one is being hashed while the others fill), so memory is bounded by
+    (connections + 1) x chunk whatever the object's size, with no allocation per range. hashlib releases the
     GIL on large buffers, so hashing overlaps the fetches. Every range is pinned to the event's version or
     ETag; one that fails is retried alone.
     """
@@ -187,17 +208,22 @@ def stream_md5(obj: ObjectInfo, connections: int | None = None) -> str:
     connections = max(1, connections or MD5_CONNECTIONS)
     digest = hashlib.md5(usedforsecurity=False)
     ranges = iter([(offset, min(chunk, obj.size - offset)) for offset in range(0, obj.size, chunk)])
+    free: list[bytearray] = []  # buffers hashed and ready for another range
     pool = ThreadPoolExecutor(max_workers=connections, thread_name_prefix="md5-range")
+
+    def submit(offset: int, length: int) -> tuple[Future[None], memoryview]:
+        view = memoryview(free.pop() if free else bytearray(chunk))[:length]
+        return pool.submit(_fetch_range_retried, obj, offset, view), view
+
     try:
-        pending: deque[Future[bytes]] = deque(
-            pool.submit(_read_range_retried, obj, *r) for r in islice(ranges, connections)
-        )
+        pending = deque(submit(*r) for r in islice(ranges, connections))
         while pending:
-            data = pending.popleft().result()
+            future, view = pending.popleft()
+            future.result()
             if (following := next(ranges, None)) is not None:
-                pending.append(pool.submit(_read_range_retried, obj, *following))
-            digest.update(data)
-            del data  # the next range may be fetched into this one's memory
+                pending.append(submit(*following))
+            digest.update(view)
+            free.append(view.obj)  # type: ignore[arg-type]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # a failure stops the fetches not yet started
     return digest.hexdigest()

@@ -80,15 +80,16 @@ def test_md5_stream_holds_a_few_ranges_not_the_object(multipart_object) -> None:
 def test_a_failed_range_is_fetched_again_alone(multipart_object, monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a connection that breaks once while one range (at 1 MiB) is read
     obj, data = multipart_object
-    read_range, asked = store.read_range, []
+    fetch_range, asked = store.fetch_range, []
 
-    def flaky(o: store.ObjectInfo, offset: int, length: int) -> bytes:
+    def flaky(o: store.ObjectInfo, offset: int, buffer: memoryview) -> None:
         asked.append(offset)
         if offset == MIB and asked.count(offset) == 1:
+            buffer[:10] = b"x" * 10  # a partial read left in the buffer must not survive the retry
             raise StorageUnavailableError("connection reset")
-        return read_range(o, offset, length)
+        fetch_range(o, offset, buffer)
 
-    monkeypatch.setattr(store, "read_range", flaky)
+    monkeypatch.setattr(store, "fetch_range", flaky)
     monkeypatch.setattr(store, "RANGE_RETRY_PAUSE", 0.0)
     # When the md5 is streamed; Then it is right, that range was read twice and every other once
     assert store.stream_md5(obj, connections=4) == hashlib.md5(data).hexdigest()
@@ -100,14 +101,14 @@ def test_a_failed_range_is_fetched_again_alone(multipart_object, monkeypatch: py
 def test_a_range_that_keeps_failing_fails_the_stream(multipart_object, monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a range that fails at every attempt
     obj, _ = multipart_object
-    read_range = store.read_range
+    fetch_range = store.fetch_range
 
-    def broken(o: store.ObjectInfo, offset: int, length: int) -> bytes:
+    def broken(o: store.ObjectInfo, offset: int, buffer: memoryview) -> None:
         if offset == 2 * MIB:
             raise StorageUnavailableError("connection reset")
-        return read_range(o, offset, length)
+        fetch_range(o, offset, buffer)
 
-    monkeypatch.setattr(store, "read_range", broken)
+    monkeypatch.setattr(store, "fetch_range", broken)
     monkeypatch.setattr(store, "RANGE_RETRY_PAUSE", 0.0)
     # When the md5 is streamed; Then the failure is transient (retried later), not a wrong md5
     with pytest.raises(StorageUnavailableError):
