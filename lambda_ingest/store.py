@@ -157,9 +157,7 @@ MD5_CONNECTIONS = 24
 # alone, this many times in all, with a short growing pause; the other ranges carry on meanwhile.
 RANGE_ATTEMPTS = 4
 RANGE_RETRY_PAUSE = 0.05  # seconds, doubled at each attempt
-
-
-READ_SLICE = 256 * 1024
+READ_SLICE = 256 * 1024  # bytes per socket read into a range's buffer
 
 
 def fetch_range(obj: ObjectInfo, offset: int, buffer: memoryview) -> None:
@@ -203,6 +201,10 @@ def stream_md5(obj: ObjectInfo, connections: int | None = None) -> str:
     (connections + 1) x chunk whatever the object's size, with no allocation per range. hashlib releases the
     GIL on large buffers, so hashing overlaps the fetches. Every range is pinned to the event's version or
     ETag; one that fails is retried alone.
+
+    Hand-written rather than boto3's managed download (which also fetches ranges in parallel): that one
+    writes ranges to a seekable file as they arrive, out of order, so hashing in order would need the whole
+    object on disk or in memory.
     """
     chunk = get_settings().md5_chunk_size
     connections = max(1, connections or MD5_CONNECTIONS)
