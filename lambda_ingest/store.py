@@ -240,6 +240,7 @@ MIN_PART_SIZE = 5 * 1024**2
 MAX_PART_SIZE = 5 * 1024**3
 MAX_PARTS = 10_000
 MAX_COPY_OBJECT_SIZE = 5 * 1024**3  # CopyObject's own limit: larger objects must be copied in parts
+MAX_PUT_OBJECT_SIZE = 5 * 1024**3  # PutObject's: larger uploads must be made in parts
 
 
 def part_size(size: int, configured: int, concurrency: int | None = None) -> int:
@@ -370,7 +371,9 @@ def upload_to_archive(
     s3 = clients.s3()
     extra = {**_object_attributes(content_type, content_disposition, metadata), "StorageClass": storage_class}
     what = f"upload to s3://{dest_bucket}/{dest_key}"
-    if not copy_in_parts(size, settings.copy_multipart_threshold):
+    # One PUT whenever S3 allows it: the parts of a local file are sent one after another, so unlike a
+    # server-side copy, splitting it would only add requests.
+    if size <= MAX_PUT_OBJECT_SIZE:
         with _s3_errors(what):
             resp = s3.put_object(Bucket=dest_bucket, Key=dest_key, Body=body, **extra)
     else:

@@ -215,3 +215,22 @@ def test_a_part_copy_that_fails_leaves_no_upload(s3) -> None:
         store.copy_to_archive(obj, ARCHIVE, "copy.fits.fz", **attrs)
     assert s3.list_multipart_uploads(Bucket=ARCHIVE).get("Uploads", []) == []
     assert s3.list_object_versions(Bucket=ARCHIVE).get("Versions", []) == []
+
+
+def test_a_local_file_is_one_put_unless_s3_needs_parts(s3, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    # Given a 12 MiB local file (above the copy threshold)
+    data = os.urandom(12 * MIB)
+    attrs = {"content_type": "image/fits", "content_disposition": "attachment", "storage_class": "STANDARD"}
+    override_settings(copy_multipart_threshold=PART, copy_part_size=PART)
+    # When it is uploaded; Then it is one PUT (its ETag is its md5)
+    version = store.upload_to_archive(io.BytesIO(data), len(data), ARCHIVE, "one.fits", **attrs)
+    put = s3.get_object(Bucket=ARCHIVE, Key="one.fits", VersionId=version)
+    assert put["ETag"].strip('"') == hashlib.md5(data).hexdigest()
+    # And above PutObject's limit (5 GiB on S3, lowered here) it is uploaded in parts holding the same bytes
+    monkeypatch.setattr(store, "MAX_PUT_OBJECT_SIZE", 10 * MIB)
+    version = store.upload_to_archive(io.BytesIO(data), len(data), ARCHIVE, "parts.fits", **attrs)
+    parts = s3.get_object(Bucket=ARCHIVE, Key="parts.fits", VersionId=version)
+    assert parts["ETag"].strip('"').endswith("-3")
+    assert parts["Body"].read() == data
