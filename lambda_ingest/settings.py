@@ -89,8 +89,8 @@ class Settings:
     s3_read_timeout: float = 60.0
     s3_max_attempts: int = 5
     # Copy
-    # (from the benchmark's S3 model, docs/benchmarks.md: two parallel parts beat one CopyObject from ~5 MB)
-    copy_multipart_threshold: int = 8 * MIB
+    # (measured under the benchmark's S3 model, docs/benchmarks.md: parallel parts pay from ~16 MiB)
+    copy_multipart_threshold: int = 16 * MIB
     copy_part_size: int = 5 * MIB
     copy_concurrency: int = 16
     keep_landing_object: bool = False
