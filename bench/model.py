@@ -126,8 +126,8 @@ class _Shaped:
                 for i in range(0, len(view), SEND_SLICE):
                     part = view[i : i + SEND_SLICE]
                     count += len(part)
+                    _sleep_until(started + count / rate)  # a slice leaves once the rate allows all of it
                     yield bytes(part)
-                    _sleep_until(started + count / rate)
         finally:
             close = getattr(body, "close", None)
             if close is not None:
