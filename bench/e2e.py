@@ -44,7 +44,7 @@ def burst(bench: Bench, count: int, size: int, workers: int) -> dict[str, Any]:
 
     buffer_was = os.environ.get("MOTO_S3_DEFAULT_KEY_BUFFER_SIZE")
     if size > SPOOL_ABOVE:
-        os.environ["MOTO_S3_DEFAULT_KEY_BUFFER_SIZE"] = str(64 * 1024**2)
+        os.environ["MOTO_S3_DEFAULT_KEY_BUFFER_SIZE"] = str(16 * 1024**2)  # parts of a copy too
     sqs = _sqs(bench)
     bench.s3.create_bucket(Bucket=BURST_BUCKET)
     url = sqs.create_queue(QueueName=QUEUE, Attributes={"VisibilityTimeout": "900"})["QueueUrl"]
