@@ -101,7 +101,7 @@ class Settings:
     header_max_cards: int = HeaderLimits.max_cards
     header_max_hdus: int = HeaderLimits.max_hdus
     tar_max_scan_bytes: int = HeaderLimits.tar_max_scan_bytes
-    md5_chunk_size: int = 1 * MIB  # one range of the parallel md5 stream (store.MD5_CONNECTIONS in flight)
+    md5_chunk_size: int = 2 * MIB  # one range of the parallel md5 stream (store.MD5_CONNECTIONS in flight)
     # Handler
     idempotency_table: str | None = None
     idempotency_expiry_seconds: int = 7 * 24 * 3600
