@@ -112,9 +112,10 @@ class Settings:
     s3_read_timeout: float = 60.0
     s3_max_attempts: int = 5
     # Copy
-    copy_multipart_threshold: int = 5 * GIB
-    copy_part_size: int = 512 * MIB
-    copy_concurrency: int = 8
+    # (measured under the benchmark's S3 model, docs/benchmarks.md: parallel parts pay from ~16 MiB)
+    copy_multipart_threshold: int = 16 * MIB
+    copy_part_size: int = 5 * MIB
+    copy_concurrency: int = 16
     keep_landing_object: bool = False
     # Header reading limits (a hostile file must not exhaust memory or time)
     # (defaults are fits_header.HeaderLimits': a ~1,000-card LCO header in one 101 KiB request, ...)
@@ -123,7 +124,7 @@ class Settings:
     header_max_cards: int = HeaderLimits.max_cards
     header_max_hdus: int = HeaderLimits.max_hdus
     tar_max_scan_bytes: int = HeaderLimits.tar_max_scan_bytes
-    md5_chunk_size: int = 8 * MIB
+    md5_chunk_size: int = 2 * MIB  # one range of the parallel md5 stream (store.MD5_CONNECTIONS in flight)
     # Handler
     idempotency_table: str | None = None
     # A window of hours, not days: a re-upload of the same bytes later is a new upload and must be processed
