@@ -180,11 +180,13 @@ class S3Faults:
     Installed on the engine's own client through botocore's public `before-call` hook, which answers a
     call in S3's place: botocore raises the ClientError it raises for that answer, and nothing reaches moto.
     The answer stands for the whole call, retries included (botocore retries below this hook): a fault that
-    outlasted every attempt. `calls` counts the engine's calls per operation.
+    outlasted every attempt. `calls` counts the engine's calls per operation (answered ones included);
+    `attempts` the requests actually sent (botocore's retries included, answered calls never sent).
     """
 
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
+        self.attempts: Counter[str] = Counter()
         self._pending: dict[str, list[str]] = {}
         self._lock = threading.Lock()
         self._client: Any = None
@@ -196,6 +198,7 @@ class S3Faults:
         client = clients.s3()
         if client is not self._client:
             client.meta.events.register("before-call.s3", self._before_call, unique_id="reliability-s3-faults")
+            client.meta.events.register("before-send.s3", self._before_send, unique_id="reliability-s3-attempts")
             self._client = client
 
     def fail(self, operation: str, times: int = 1, code: str = "SlowDown") -> None:
@@ -229,6 +232,11 @@ class S3Faults:
         if code is None:
             return None
         return s3_answer(model, params["method"], params["url"], code)
+
+    def _before_send(self, request: Any, **kwargs: Any) -> None:
+        operation = request.context.get("operation_name") or kwargs.get("event_name", "").rsplit(".", 1)[-1]
+        with self._lock:
+            self.attempts[operation] += 1
 
     def _copy_precondition(self, headers: dict[str, Any]) -> str | None:
         wanted = headers.get("x-amz-copy-source-if-match")

@@ -119,7 +119,7 @@ def test_landing_object_deleted_before_processing_is_skipped_once_with_a_clear_l
     invocations = queue.deliver_all(handler, context)
     # Then it is not reported failed (no retry storm): one invocation, one HEAD, nothing dead-lettered
     assert [i.failed for i in invocations] == [[]]
-    assert s3_faults.calls["HeadObject"] == 1
+    assert s3_faults.attempts["HeadObject"] == 1
     assert queue.depth() == 0 and queue.dead_letters() == []
     # And one warning line names the object, the outcome and why
     [line] = logs.with_message("not ingested")
