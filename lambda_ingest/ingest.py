@@ -293,7 +293,7 @@ class _Steps:
         return existing if asked else self.archive.find_version(basename, md5)
 
     def registered(self, record: ArchiveRecord) -> IngestResult | None:
-        """Step 2 and 3: the already_ingested result when the archive holds these bytes, else None."""
+        """Steps 2 and 3: the already_ingested result when the archive holds these bytes, else None."""
         md5 = self.md5()
         self.result = self._result(record, md5)
         if record.is_thumbnail:
