@@ -2,24 +2,34 @@
 
 No event knowledge here; the handler, the command line and the benchmark all call this.
 
-    HEAD -> header blocks (ranged GETs) -> ocs_archive record -> md5 (ETag or one stream)
-         -> already registered? -> server-side copy (pinned) -> POST -> sweep orphans -> delete landing
+    ranged GET of the first header blocks (also what a HEAD would say) -> rest of the header blocks ->
+    ocs_archive record -> md5 (ETag or one stream) -> already registered? -> server-side copy (pinned)
+    -> POST -> sweep orphans -> delete landing
+
+For a small frame the critical path is three S3 round trips (first GET, copy, landing delete) and the POST:
+the duplicate lookup runs beside the header read when the md5 is known up front (the ETag of a single-part
+upload), the md5 stream of a small multipart upload beside the record's building, and the listing of the
+archive key's versions (the orphan sweep) beside the copy.
 
 Nothing is lost: the landing object is deleted only after the registration succeeded (or the bytes were
 confirmed registered), and any failure after the copy deletes the archive version this attempt created.
 Nothing is orphaned for good: every delivery that gets as far as finding the bytes registered sweeps the
 archive key for unregistered copies of these bytes (a crash between copy and POST leaves one), so any
-later delivery of the object removes what an earlier one left.
+later delivery of the object removes what an earlier one left. Why every delivery, and why beside the copy:
+docs/reliability.md, "Orphan sweep".
 """
 
 from __future__ import annotations
 
+import math
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lambda_ingest import clients, filestore, store
-from lambda_ingest.archive import ArchiveClient, DuplicateMd5
+from lambda_ingest.archive import ArchiveClient, DuplicateMd5, ExistingVersion
 from lambda_ingest.errors import (
     ArchiveUnavailableError,
     IngestError,
@@ -28,7 +38,7 @@ from lambda_ingest.errors import (
     RecordError,
     StorageAccessError,
 )
-from lambda_ingest.fits_header import HeaderLimits, walk_headers, walk_tar_member_headers
+from lambda_ingest.fits_header import BLOCK, HeaderLimits, walk_headers, walk_tar_member_headers
 from lambda_ingest.observability import logger, stage
 from lambda_ingest.record import (
     ArchiveRecord,
@@ -46,6 +56,9 @@ from lambda_ingest.settings import Settings, get_settings
 from lambda_ingest.sources import LandingObject, Source
 
 MAX_VERSION_ID = 32  # the archive's column width for version keys
+# A multipart landing object up to this size streams its md5 while its record is built (a round trip or
+# two saved per small frame); a larger one only once its record is valid, so a bad file costs no stream.
+EARLY_MD5_MAX = 64 * 1024 * 1024
 
 
 @dataclass
@@ -63,7 +76,6 @@ class IngestResult:
     size: int
     bytes_copied: int = 0
     url: str | None = None
-    landing_deleted: bool = False
     observation_end: datetime | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     record: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -166,17 +178,15 @@ def ingest_object(
 ) -> IngestResult:
     """Ingest one landing object. Raises the errors of `lambda_ingest.errors`, naming the object.
 
-    The orphan sweep always runs: a receive count of 1 does not prove no earlier attempt ran (S3 may send
-    one notification twice, each its own SQS message), so skipping it could leave a crashed copy for good.
+    Pinned to `version_id`, else to the event's `etag`. The duplicate lookup starts at once when `etag` is
+    an md5 (checked against the object's own ETag once read).
     """
     try:
-        obj = store.head(bucket, key, version_id)
-        if etag and not version_id and obj.etag != etag.strip('"'):
-            raise ObjectChangedError(
-                f"the landing object was overwritten after the event (event ETag {etag.strip(chr(34))}, "
-                f"now {obj.etag}); the newer upload is ingested through its own event"
-            )
-        return ingest_source(LandingObject(obj), file_metadata=file_metadata)
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="ingest") as pool:
+            lookup = _Lookup.start(pool, key.rsplit("/", 1)[-1], (etag or "").strip('"'))
+            first_read = header_limits(get_settings()).initial_read
+            source = LandingObject.open(bucket, key, version_id, etag, math.ceil(first_read / BLOCK) * BLOCK)
+            return ingest_source(source, file_metadata=file_metadata, pool=pool, lookup=lookup)
     except IngestError as exc:
         raise exc.for_object(f"s3://{bucket}/{key}") from exc.__cause__
 
@@ -188,118 +198,209 @@ def ingest_source(
     required_headers: tuple[str, ...] | None = None,
     blacklist_headers: tuple[str, ...] | None = None,
     archive: ArchiveClient | None = None,
-    check_only: bool = False,
-    sweep: bool = True,
+    pool: ThreadPoolExecutor | None = None,
+    lookup: _Lookup | None = None,
 ) -> IngestResult:
-    """The steps after HEAD, for any source (landing object or local file)."""
-    settings = get_settings()
-    timings: dict[str, float] = {}
-    try:
-        with stage("header_read", timings):
-            record, header_bytes = read_record(
-                source, file_metadata, required_headers=required_headers, blacklist_headers=blacklist_headers
+    """Ingest one source (a landing object or a local file), in five steps:
+
+    1. read the header blocks and build the archive record; a product described by metadata (.pdf) whose
+       record fails is still "already ingested" when the archive holds its bytes;
+    2. the md5: the ETag, else one stream (begun beside step 1 for a small multipart landing object);
+    3. the archive's version of these bytes, if any (asked beside step 1 when the md5 is known up front);
+    4. if none: copy into the archive bucket (listing the key's versions meanwhile) and register the copy;
+    5. remove the copies of these bytes earlier attempts left unregistered, then the landing object.
+    """
+    with ExitStack() as stack:
+        pool = pool or stack.enter_context(ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest"))
+        steps = _Steps(source, pool, archive, lookup)
+        try:
+            record = steps.read(file_metadata, required_headers, blacklist_headers)
+        except RecordError:
+            result = steps.registered_product()
+            if result is None:
+                raise
+        else:
+            result = steps.registered(record) or steps.copy_and_register(record)
+        steps.finish(result)
+    return result
+
+
+@dataclass
+class _Lookup:
+    """The archive's version of (basename, md5), asked in a thread while the headers are read."""
+
+    basename: str
+    md5: str
+    future: Future[ExistingVersion | None]
+
+    @classmethod
+    def start(cls, pool: ThreadPoolExecutor, filename: str, md5: str | None) -> _Lookup | None:
+        """Started only with an md5 and for a product the archive looks up (not a thumbnail): the basename
+        is ocs_archive's, from the file name alone, and the md5 is checked against the object's later."""
+        basename, extension = split_filename(filename)
+        try:
+            cls_ = datafile_class(extension)
+        except RecordError:
+            return None
+        if not md5 or not store.PLAIN_MD5.match(md5) or not basename or is_thumbnail_class(cls_):
+            return None
+        return cls(basename, md5, pool.submit(lambda: clients.archive().find_version(basename, md5)))
+
+    def answer(self, basename: str, md5: str) -> tuple[bool, ExistingVersion | None]:
+        """(whether this lookup asked about these bytes, its answer)."""
+        if (basename, md5) != (self.basename, self.md5):
+            return False, None
+        return True, self.future.result()
+
+
+class _Steps:
+    """The state one ingest carries from step to step (see `ingest_source`)."""
+
+    def __init__(
+        self, source: Source, pool: ThreadPoolExecutor, archive: ArchiveClient | None, lookup: _Lookup | None
+    ) -> None:
+        self.source, self.pool, self._archive, self.settings = source, pool, archive, get_settings()
+        self.timings: dict[str, float] = {}
+        self.lookup = lookup or _Lookup.start(pool, source.filename, source.known_md5())
+        self.md5_future: Future[str] | None = None
+        self.sweep: tuple[str, set[str], Future[list[str]] | None] | None = None  # (key, keep, listing)
+
+    @property
+    def archive(self) -> ArchiveClient:
+        # The token is needed only once a file is valid, as ocs_ingester does (or by the early lookup).
+        if self._archive is None:
+            self._archive = clients.archive()
+        return self._archive
+
+    def read(self, file_metadata: Any, required: Any, blacklist: Any) -> ArchiveRecord:
+        source = self.source
+        if isinstance(source, LandingObject) and source.known_md5() is None and source.size <= EARLY_MD5_MAX:
+            # A multipart upload must be streamed for its md5: small ones stream while the record is built
+            # (a bad file wastes at most EARLY_MD5_MAX bytes of reads; larger ones wait for a valid record).
+            self.md5_future = self.pool.submit(source.md5)
+        with stage("header_read", self.timings):
+            record, self.header_bytes = read_record(
+                source, file_metadata, required_headers=required, blacklist_headers=blacklist
             )
-    except RecordError:
-        # A product described by metadata (.pdf) whose bytes the archive already holds is already ingested,
-        # whatever its metadata says (as ocs_ingester's md5 check, which needs no record): ask before rejecting.
-        registered = _registered_product(source, archive)
-        if registered is None:
-            raise
-        if not check_only:
-            _finish(source, registered, settings)
-        return registered
-    with stage("md5", timings):
-        md5 = source.known_md5() or source.md5()
-    # The token is needed only now: a file is validated first, as ocs_ingester does.
-    archive = archive or clients.archive()
-    bucket, _, key = source.name.removeprefix("s3://").partition("/")
-    result = IngestResult(
-        status="ingested",
-        bucket=bucket if source.name.startswith("s3://") else "",
-        key=key if source.name.startswith("s3://") else source.name,
-        basename=record.basename,
-        filename=record.filename,
-        archive_key=record.archive_key,
-        version_id=None,
-        md5=md5,
-        frame_id=None,
-        header_bytes_read=header_bytes,
-        size=source.size,
-        observation_end=record.observation_end(_end_time_key()),
-        timings_ms=timings,
-        record=record.payload,
-    )
-    if not record.is_thumbnail:
-        with stage("lookup", timings):
-            existing = archive.find_version(record.basename, md5)
-        if existing is not None:
-            result.status, result.version_id = "already_ingested", existing.key
-            result.frame_id, result.url = existing.frame_id, existing.url
-            if not check_only:
-                if sweep:
-                    _sweep_orphans(source, settings.bucket, record.archive_key, md5, keep={existing.key})
-                _finish(source, result, settings)
+        return record
+
+    def md5(self) -> str:
+        with stage("md5", self.timings):
+            return self.source.known_md5() or (self.md5_future.result() if self.md5_future else self.source.md5())
+
+    def find(self, basename: str, md5: str) -> ExistingVersion | None:
+        asked, existing = self.lookup.answer(basename, md5) if self.lookup else (False, None)
+        return existing if asked else self.archive.find_version(basename, md5)
+
+    def registered(self, record: ArchiveRecord) -> IngestResult | None:
+        """Steps 2 and 3: the already_ingested result when the archive holds these bytes, else None."""
+        md5 = self.md5()
+        self.result = self._result(record, md5)
+        if record.is_thumbnail:
+            return None
+        with stage("lookup", self.timings):
+            existing = self.find(record.basename, md5)
+        if existing is None:
+            return None
+        self.sweep = (record.archive_key, {existing.key}, None)
+        return _already(self.result, existing)
+
+    def copy_and_register(self, record: ArchiveRecord) -> IngestResult:
+        """Step 4: copy, then POST; a failure after the copy takes the copy back unless the archive may
+        have registered it. Another delivery registering the bytes first ends as already_ingested."""
+        source, bucket, result = self.source, self.settings.bucket, self.result
+        listing = None if record.is_thumbnail else self.pool.submit(source.archive_versions, bucket, record.archive_key)
+        with stage("copy", self.timings):
+            new_version = put_into_archive(source, record, result.md5, self.settings)
+        result.version_id, result.bytes_copied = new_version, source.size
+        try:
+            body = self._register(record, new_version)
+        except DuplicateMd5:
+            # Confirm which version holds the bytes before deleting anything: if this lookup fails, the
+            # copy stays for the redelivery's sweep and the landing object is untouched. Then the refused
+            # copy goes, not best effort: a failed delete fails the record before the landing delete.
+            existing = self.archive.find_version(record.basename, result.md5)
+            source.discard_from_archive(bucket, record.archive_key, new_version)
+            result.bytes_copied, result.version_id = 0, None
+            self.sweep = (record.archive_key, {existing.key} if existing else set(), None)
+            return _already(result, existing)
+        result.url, result.record = body.get("url"), _payload(record, new_version, result.md5)
+        if record.is_thumbnail:
+            # thumbnails/ is an upsert (newest key wins) and the archive deletes nothing from the bucket: the
+            # versions this one replaced are no longer referenced by anything (a local file store keeps none).
+            if filestore.uses_s3(self.settings):
+                _remove_replaced_thumbnails(bucket, record.archive_key, new_version)
             return result
-    if check_only:
-        result.status = "not_ingested"
+        result.frame_id = body.get("id")
+        registered = {v.get("key") for v in body.get("version_set") or [] if isinstance(v, dict)}
+        self.sweep = (record.archive_key, registered | {new_version}, listing)
         return result
 
-    with stage("copy", timings):
-        new_version = put_into_archive(source, record, md5, settings)
-    result.version_id, result.bytes_copied = new_version, source.size
-    payload = _payload(record, new_version, md5)
-    try:
-        if len(new_version) > MAX_VERSION_ID:
-            raise StorageAccessError(
-                f"the archive bucket issued VersionId {new_version!r} ({len(new_version)} characters); "
-                f"the archive stores at most {MAX_VERSION_ID} (AWS S3 issues 32)"
-            )
-        with stage("register", timings):
-            body = archive.post(_endpoint(record), payload)
-    except DuplicateMd5:
-        # Another delivery (or a byte-identical file under another name) registered these bytes first.
-        # Confirm which version holds them before deleting anything: if this lookup fails, the copy stays
-        # for the redelivery's sweep and the landing object is untouched.
-        existing = archive.find_version(record.basename, md5)
-        # Refused, so never registered. Not best effort: if this delete fails the record fails before the
-        # landing object is removed, and the redelivery's sweep removes the copy.
-        source.discard_from_archive(settings.bucket, record.archive_key, new_version)
-        result.status, result.bytes_copied = "already_ingested", 0
-        result.version_id = existing.key if existing else None
-        if existing is not None:
-            result.frame_id, result.url = existing.frame_id, existing.url
-        # Copies kept by earlier attempts whose registration outcome was unknown, and not registered.
-        _sweep_orphans(source, settings.bucket, record.archive_key, md5, keep={existing.key} if existing else set())
-        _finish(source, result, settings)
-        return result
-    except ArchiveUnavailableError as exc:
-        if exc.maybe_applied:
+    def _register(self, record: ArchiveRecord, new_version: str) -> dict[str, Any]:
+        bucket, key = self.settings.bucket, record.archive_key
+        try:
+            if len(new_version) > MAX_VERSION_ID:
+                raise StorageAccessError(
+                    f"the archive bucket issued VersionId {new_version!r} ({len(new_version)} characters); "
+                    f"the archive stores at most {MAX_VERSION_ID} (AWS S3 issues 32)"
+                )
+            with stage("register", self.timings):
+                return self.archive.post(_endpoint(record), _payload(record, new_version, self.result.md5))
+        except DuplicateMd5:
+            raise
+        except ArchiveUnavailableError as exc:
+            if not exc.maybe_applied:
+                _discard_copy(self.source, bucket, key, new_version)
+                raise
             # The archive may have registered this version all the same (a 500 after its commit, a timeout
             # while it worked): deleting the copy could leave a registered version without bytes. Keep it;
             # the next delivery finds the registration, or else its sweep removes this copy.
             logger.warning(
                 "registration outcome unknown; keeping the archive copy for the next delivery to reconcile",
-                extra={"archive_key": record.archive_key, "version_id": new_version, "error": exc.reason},
+                extra={"archive_key": key, "version_id": new_version, "error": exc.reason},
             )
-        else:
-            _discard_copy(source, settings.bucket, record.archive_key, new_version)
-        raise
-    except BaseException:
-        _discard_copy(source, settings.bucket, record.archive_key, new_version)
-        raise
-    result.url = body.get("url")
-    result.record = payload
-    if record.is_thumbnail:
-        # thumbnails/ is an upsert (newest key wins) and the archive deletes nothing from the bucket: the
-        # versions this one replaced are no longer referenced by anything (a local file store keeps none).
-        if filestore.uses_s3(settings):
-            _remove_replaced_thumbnails(settings.bucket, record.archive_key, new_version)
-    else:
-        result.frame_id = body.get("id")
-        registered = {v.get("key") for v in body.get("version_set") or [] if isinstance(v, dict)}
-        if sweep:
-            _sweep_orphans(source, settings.bucket, record.archive_key, md5, keep=registered | {new_version})
-    _finish(source, result, settings)
+            raise
+        except BaseException:
+            _discard_copy(self.source, bucket, key, new_version)
+            raise
+
+    def registered_product(self) -> IngestResult | None:
+        """Step 1's fallback: the archive's version of a metadata product's bytes (no record, no sweep)."""
+        return _registered_product(self.source, self._archive)
+
+    def finish(self, result: IngestResult) -> None:
+        """Step 5."""
+        if self.sweep is not None:
+            key, keep, listing = self.sweep
+            _sweep_orphans(self.source, self.settings.bucket, key, result.md5, keep, listing)
+        if not self.settings.keep_landing_object and isinstance(self.source, LandingObject):
+            _remove_landing(self.source)
+
+    def _result(self, record: ArchiveRecord, md5: str) -> IngestResult:
+        bucket, _, key = self.source.name.removeprefix("s3://").partition("/")
+        is_s3 = self.source.name.startswith("s3://")
+        return IngestResult(
+            status="ingested",
+            bucket=bucket if is_s3 else "",
+            key=key if is_s3 else self.source.name,
+            basename=record.basename,
+            filename=record.filename,
+            archive_key=record.archive_key,
+            version_id=None,
+            md5=md5,
+            frame_id=None,
+            header_bytes_read=self.header_bytes,
+            size=self.source.size,
+            observation_end=record.observation_end(_end_time_key()),
+            timings_ms=self.timings,
+            record=record.payload,
+        )
+
+
+def _already(result: IngestResult, existing: ExistingVersion | None) -> IngestResult:
+    result.status, result.version_id = "already_ingested", existing.key if existing else None
+    if existing is not None:
+        result.frame_id, result.url = existing.frame_id, existing.url
     return result
 
 
@@ -366,14 +467,18 @@ def _discard_copy(source: Source, bucket: str, key: str, version_id: str) -> Non
         )
 
 
-def _sweep_orphans(source: Source, bucket: str, key: str, md5: str, keep: set[str]) -> None:
+def _sweep_orphans(
+    source: Source, bucket: str, key: str, md5: str, keep: set[str], listing: Future[list[str]] | None = None
+) -> None:
     """Delete archive versions of these bytes left by an earlier attempt that crashed before POST.
 
     Only versions carrying this md5 (the copy's metadata) and not registered are removed, so a
-    concurrent ingest of different bytes under the same basename is never touched.
+    concurrent ingest of different bytes under the same basename is never touched. `listing`: the key's
+    versions, listed beside the copy; only a key holding other versions than `keep` costs more requests.
     """
     try:
-        for version_id in source.unregistered_archive_copies(bucket, key, md5, keep):
+        versions = listing.result() if listing is not None else None
+        for version_id in source.unregistered_archive_copies(bucket, key, md5, keep, versions):
             logger.info("removing orphaned archive version", extra={"archive_key": key, "version_id": version_id})
             source.discard_from_archive(bucket, key, version_id)
     except IngestError as exc:
@@ -391,17 +496,14 @@ def _remove_replaced_thumbnails(bucket: str, key: str, registered: str) -> None:
         logger.warning("could not remove replaced thumbnail versions", extra={"archive_key": key, "error": str(exc)})
 
 
-def _finish(source: Source, result: IngestResult, settings: Settings) -> None:
-    if not settings.keep_landing_object and isinstance(source, LandingObject):
-        try:
-            source.remove()
-        except ObjectChangedError:
-            # Overwritten after it was read: the newer upload stays for its own event to ingest.
-            logger.warning(
-                "landing object replaced during the ingest; kept for its own event",
-                extra={"object": source.name, "etag": source.obj.etag},
-            )
-            return
-        except ObjectGoneError:
-            pass  # already removed (a concurrent delivery of the same object)
-        result.landing_deleted = True
+def _remove_landing(source: LandingObject) -> None:
+    try:
+        source.remove()
+    except ObjectChangedError:
+        # Overwritten after it was read: the newer upload stays for its own event to ingest.
+        logger.warning(
+            "landing object replaced during the ingest; kept for its own event",
+            extra={"object": source.name, "etag": source.obj.etag},
+        )
+    except ObjectGoneError:
+        pass  # already removed (a concurrent delivery of the same object)

@@ -11,6 +11,7 @@ the archive bucket, ocs_archive's local file store or its dummy store), as with 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import threading
 from collections.abc import Iterator
@@ -39,26 +40,46 @@ class Source(Protocol):
 
     def discard_from_archive(self, bucket: str, key: str, version_id: str) -> None: ...
 
-    def unregistered_archive_copies(self, bucket: str, key: str, md5: str, keep: set[str]) -> list[str]: ...
+    def archive_versions(self, bucket: str, key: str) -> list[str]: ...
+
+    def unregistered_archive_copies(
+        self, bucket: str, key: str, md5: str, keep: set[str], versions: list[str] | None = None
+    ) -> list[str]: ...
 
     def remove(self) -> None: ...
 
 
 class LandingObject:
-    """A landing-bucket object, pinned to the version/ETag read by HEAD; copied server-side."""
+    """A landing-bucket object, pinned to the version/ETag first read; copied server-side.
 
-    def __init__(self, obj: store.ObjectInfo) -> None:
+    `prefix`: its first bytes, already read (by `open`): ranges inside them are served without a request.
+    """
+
+    def __init__(self, obj: store.ObjectInfo, prefix: bytes = b"") -> None:
         self.obj = obj
         self.name = obj.uri
         self.filename = obj.key.rsplit("/", 1)[-1]
         self.size = obj.size
         self.metadata = obj.metadata
+        self.prefix = prefix
+
+    @classmethod
+    def open(cls, bucket: str, key: str, version_id: str | None, etag: str | None, first_read: int) -> LandingObject:
+        """The object as the event names it (version, else ETag), described by the ranged GET of its first
+        `first_read` bytes (the header read's first block range): no separate HEAD."""
+        return cls(*store.open_landing(bucket, key, version_id, etag, first_read))
 
     def read_range(self, offset: int, length: int) -> bytes:
+        end = min(offset + length, self.size)
+        if end <= len(self.prefix):
+            return self.prefix[offset:end]
         return store.read_range(self.obj, offset, length)
 
     @contextmanager
     def stream(self) -> Iterator[BinaryIO]:
+        if len(self.prefix) >= self.size:  # a small object (a .tar.gz bundle): read whole already
+            yield io.BytesIO(self.prefix)
+            return
         with store.open_stream(self.obj) as body:
             yield body
 
@@ -74,8 +95,13 @@ class LandingObject:
     def discard_from_archive(self, bucket: str, key: str, version_id: str) -> None:
         store.delete_version(bucket, key, version_id)
 
-    def unregistered_archive_copies(self, bucket: str, key: str, md5: str, keep: set[str]) -> list[str]:
-        return store.unregistered_versions_with_md5(bucket, key, md5, keep)
+    def archive_versions(self, bucket: str, key: str) -> list[str]:
+        return store.list_versions(bucket, key)
+
+    def unregistered_archive_copies(
+        self, bucket: str, key: str, md5: str, keep: set[str], versions: list[str] | None = None
+    ) -> list[str]:
+        return store.unregistered_versions_with_md5(bucket, key, md5, keep, versions)
 
     def remove(self) -> None:
         store.delete_landing(self.obj)
@@ -137,8 +163,13 @@ class LocalFile:
         if self._s3:
             store.delete_version(bucket, key, version_id)
 
-    def unregistered_archive_copies(self, bucket: str, key: str, md5: str, keep: set[str]) -> list[str]:
-        return store.unregistered_versions_with_md5(bucket, key, md5, keep) if self._s3 else []
+    def archive_versions(self, bucket: str, key: str) -> list[str]:
+        return store.list_versions(bucket, key) if self._s3 else []  # ocs_archive's local store keeps none
+
+    def unregistered_archive_copies(
+        self, bucket: str, key: str, md5: str, keep: set[str], versions: list[str] | None = None
+    ) -> list[str]:
+        return store.unregistered_versions_with_md5(bucket, key, md5, keep, versions) if self._s3 else []
 
     @property
     def _s3(self) -> bool:

@@ -133,16 +133,64 @@ def _version_args(version_id: str | None) -> dict[str, str]:
 def head(bucket: str, key: str, version_id: str | None = None) -> ObjectInfo:
     with _s3_errors(f"HEAD s3://{bucket}/{key}"):
         resp = clients.s3().head_object(Bucket=bucket, Key=key, **_version_args(version_id))
+    return _info(bucket, key, resp, int(resp["ContentLength"]))
+
+
+def _info(bucket: str, key: str, resp: dict[str, Any], size: int) -> ObjectInfo:
     return ObjectInfo(
         bucket=bucket,
         key=key,
-        size=int(resp["ContentLength"]),
+        size=size,
         etag=resp.get("ETag", "").strip('"'),
         version_id=resp.get("VersionId"),
         content_type=resp.get("ContentType"),
         metadata=dict(resp.get("Metadata") or {}),
         encryption=resp.get("ServerSideEncryption"),
         sse_customer=bool(resp.get("SSECustomerAlgorithm")),
+    )
+
+
+def open_landing(
+    bucket: str, key: str, version_id: str | None, etag: str | None, length: int
+) -> tuple[ObjectInfo, bytes]:
+    """The object's first `length` bytes and all a HEAD would say of it, from one ranged GET.
+
+    A ranged GET answers what HEAD does (the size in Content-Range, ETag, VersionId, metadata, encryption),
+    so the header read's first block range replaces the HEAD: one request fewer per ingest. Pinned as the
+    event names the object: its version, else its ETag (412: overwritten since the event). A zero-byte
+    object has no byte 0 (S3 answers 416 InvalidRange): a HEAD, pinned the same way, then describes it.
+    """
+    event_etag = (etag or "").strip('"')
+    pin = _version_args(version_id) or ({"IfMatch": f'"{event_etag}"'} if event_etag else {})
+    what = f"GET s3://{bucket}/{key} bytes 0-{length - 1}"
+    try:
+        with _s3_errors(what):
+            resp = clients.s3().get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{length - 1}", **pin)
+            data = resp["Body"].read()
+    except ObjectChangedError:
+        raise _overwritten(event_etag, None) from None
+    except StorageAccessError as exc:
+        if not _invalid_range(exc.__cause__):
+            raise
+        obj = head(bucket, key, version_id)
+        if event_etag and "VersionId" not in pin and obj.etag != event_etag:
+            raise _overwritten(event_etag, obj.etag) from None
+        return obj, b""
+    total = str(resp.get("ContentRange") or "").rpartition("/")[2]
+    return _info(bucket, key, resp, int(total) if total.isdigit() else int(resp["ContentLength"])), data
+
+
+def _invalid_range(exc: BaseException | None) -> bool:
+    if not isinstance(exc, ClientError):
+        return False
+    code = exc.response.get("Error", {}).get("Code")
+    return code == "InvalidRange" or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 416
+
+
+def _overwritten(event_etag: str, now: str | None) -> ObjectChangedError:
+    return ObjectChangedError(
+        f"the landing object was overwritten after the event (event ETag {event_etag}"
+        f"{', now ' + now if now else ''}); the newer upload is ingested through its own event"
     )
 
 
@@ -439,36 +487,36 @@ def delete_version(bucket: str, key: str, version_id: str) -> None:
         clients.s3().delete_object(Bucket=bucket, Key=key, VersionId=version_id)
 
 
-def unregistered_versions_with_md5(bucket: str, key: str, md5: str, keep: set[str]) -> list[str]:
-    """Versions of `key` not in `keep` whose copy metadata says they hold these bytes."""
-    found = []
+def list_versions(bucket: str, key: str) -> list[str]:
+    """The version ids of exactly `key` (not of keys it prefixes), newest first as S3 lists them."""
+    found: list[str] = []
     paginator = clients.s3().get_paginator("list_object_versions")
     with _s3_errors(f"list versions s3://{bucket}/{key}"):
         for page in paginator.paginate(Bucket=bucket, Prefix=key):
-            for version in page.get("Versions", []):
-                version_id = version.get("VersionId")
-                if version.get("Key") != key or not version_id or version_id in keep:
-                    continue
-                meta = clients.s3().head_object(Bucket=bucket, Key=key, VersionId=version_id).get("Metadata", {})
-                if meta.get("md5") == md5:
-                    found.append(version_id)
+            found += [v["VersionId"] for v in page.get("Versions", []) if v.get("Key") == key and v.get("VersionId")]
+    return found
+
+
+def unregistered_versions_with_md5(
+    bucket: str, key: str, md5: str, keep: set[str], versions: list[str] | None = None
+) -> list[str]:
+    """Versions of `key` (those listed in `versions` when given) not in `keep` whose copy metadata says
+    they hold these bytes."""
+    found = []
+    for version_id in list_versions(bucket, key) if versions is None else versions:
+        if version_id in keep:
+            continue
+        with _s3_errors(f"HEAD s3://{bucket}/{key}?versionId={version_id}"):
+            meta = clients.s3().head_object(Bucket=bucket, Key=key, VersionId=version_id).get("Metadata", {})
+        if meta.get("md5") == md5:
+            found.append(version_id)
     return found
 
 
 def versions_older_than(bucket: str, key: str, version_id: str) -> list[str]:
     """The versions of exactly `key` listed after `version_id` (S3 lists a key's versions newest first)."""
-    older: list[str] = []
-    seen = False
-    paginator = clients.s3().get_paginator("list_object_versions")
-    with _s3_errors(f"list versions s3://{bucket}/{key}"):
-        for page in paginator.paginate(Bucket=bucket, Prefix=key):
-            for version in page.get("Versions", []):
-                if version.get("Key") != key:
-                    continue
-                if seen:
-                    older.append(version["VersionId"])
-                seen = seen or version.get("VersionId") == version_id
-    return older
+    versions = list_versions(bucket, key)
+    return versions[versions.index(version_id) + 1 :] if version_id in versions else []
 
 
 def delete_landing(obj: ObjectInfo) -> None:

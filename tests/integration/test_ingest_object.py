@@ -333,3 +333,23 @@ def test_thumbnail_registers_with_thumbnails_endpoint(s3, archive_api) -> None:
     assert result.archive_key == f"cpt/kb70/20151219/thumbnails/{NAME}-small.jpg"
     stored = s3.get_object(Bucket=ARCHIVE, Key=result.archive_key, VersionId=result.version_id)
     assert stored["ContentType"] == "image/jpg"
+
+
+def test_a_missing_landing_bucket_is_a_system_fault(s3, archive_api) -> None:
+    from lambda_ingest.errors import StorageAccessError
+
+    # Given an event naming a landing bucket that does not exist (a deployment's fault, not the file's)
+    # When it is ingested, Then the first ranged GET's NoSuchBucket says so (a HEAD's bare 404 could not)
+    with pytest.raises(StorageAccessError, match="NoSuchBucket"):
+        ingest_object("no-such-landing-bucket", NAME + ".fits.fz")
+
+
+def test_an_empty_object_is_described_by_a_head_and_rejected_as_empty(s3, archive_api) -> None:
+    from lambda_ingest.errors import InvalidFileError
+
+    # Given a zero-byte frame (no byte range to read: S3 answers 416)
+    etag = upload(s3, NAME + ".fits.fz", b"")["ETag"]
+    # When it is ingested as its event names it, Then it is rejected for what it is, and nothing is copied
+    with pytest.raises(InvalidFileError, match="empty"):
+        ingest_object(LANDING, NAME + ".fits.fz", etag=etag)
+    assert archive_versions(s3, "") == []

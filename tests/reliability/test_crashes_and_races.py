@@ -117,9 +117,9 @@ def test_landing_object_deleted_before_processing_is_skipped_once_with_a_clear_l
     s3.delete_object(Bucket=LANDING, Key=key)
     # When the notification is delivered
     invocations = queue.deliver_all(handler, context)
-    # Then it is not reported failed (no retry storm): one invocation, one HEAD, nothing dead-lettered
+    # Then it is not reported failed (no retry storm): one invocation, one GET (no HEAD), nothing dead-lettered
     assert [i.failed for i in invocations] == [[]]
-    assert s3_faults.attempts["HeadObject"] == 1
+    assert s3_faults.attempts["GetObject"] == 1 and s3_faults.attempts["HeadObject"] == 0
     assert queue.depth() == 0 and queue.dead_letters() == []
     # And one warning line names the object, the outcome and why
     [line] = logs.with_message("not ingested")
@@ -154,7 +154,7 @@ def test_overwritten_before_processing_ingests_only_the_newer_upload_through_its
     assert frame["target_name"] == "new"
 
 
-OVERWRITE_MOMENTS = ["before_header_read", "before_copy"]
+OVERWRITE_MOMENTS = ["before_first_read", "before_copy"]
 
 
 @pytest.mark.parametrize("moment", OVERWRITE_MOMENTS)
@@ -165,13 +165,13 @@ def test_overwritten_during_processing_is_never_mixed(
     from lambda_ingest.local.synthetic import lco_header, make_frame_bytes
 
     # Given a frame whose landing object is overwritten (other header, other bytes) while it is processed:
-    # after the HEAD, before the header blocks are read / before the server-side copy
+    # after the event, before the first ranged GET (which replaced the HEAD) / before the server-side copy
     [(basename, ext)] = frame_files(1)
     old = make_frame_bytes(basename, ext, data_bytes=4096, seed=1, header=lco_header(basename, OBJECT="old"))
     new = make_frame_bytes(basename, ext, data_bytes=4096, seed=2, header=lco_header(basename, OBJECT="new"))
     s3.put_object(Bucket=LANDING, Key=basename + ext, Body=old)
     s3_faults.enforce_copy_source_if_match(s3)  # as S3 does; moto ignores CopySourceIfMatch
-    step = "read_range" if moment == "before_header_read" else "copy_to_archive"
+    step = "open_landing" if moment == "before_first_read" else "copy_to_archive"
     original = getattr(store, step)
     overwrite = iter([True])
 
@@ -186,7 +186,8 @@ def test_overwritten_during_processing_is_never_mixed(
     # Then the read or copy pinned to the event's ETag was refused: the first ingest says why, is not retried ...
     assert all(i.failed == [] for i in invocations)
     [skipped] = logs.with_message("not ingested")
-    assert "changed since the event" in skipped["reason"]
+    why = "overwritten after the event" if moment == "before_first_read" else "changed since the event"
+    assert why in skipped["reason"]
     # ... and the newer upload alone is registered, with its own headers and bytes
     assert_exactly_once(s3, archive_api, {(basename, ext): new})
     assert archive_api.frames()[0]["target_name"] == "new"

@@ -187,8 +187,8 @@ def test_2_unversioned_archive_bucket_is_a_system_fault_never_a_file_fault(
 @pytest.mark.parametrize(
     ("operation", "code"),
     [
-        ("HeadObject", "AccessDenied"),
-        ("HeadObject", "ExpiredToken"),
+        ("GetObject", "AccessDenied"),
+        ("GetObject", "ExpiredToken"),
         ("CopyObject", "InvalidAccessKeyId"),
         ("CopyObject", "KMS.DisabledException"),
     ],

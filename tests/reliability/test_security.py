@@ -115,14 +115,20 @@ def fetched(monkeypatch) -> list[int]:
     from lambda_ingest import store
 
     sizes: list[int] = []
-    original = store.read_range
+    original, original_first = store.read_range, store.open_landing
 
     def spy(obj: Any, offset: int, length: int) -> bytes:
         data = original(obj, offset, length)
         sizes.append(len(data))
         return data
 
+    def spy_first(*args: Any) -> tuple[Any, bytes]:
+        obj, data = original_first(*args)  # the first ranged GET, which also describes the object
+        sizes.append(len(data))
+        return obj, data
+
     monkeypatch.setattr(store, "read_range", spy)
+    monkeypatch.setattr(store, "open_landing", spy_first)
     return sizes
 
 
