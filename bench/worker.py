@@ -138,7 +138,7 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
     from lambda_ingest.handler import handler
 
     import_s = time.perf_counter() - start
-    from lambda_ingest.local.context import LocalContext
+    from lambda_ingest.context import LocalContext
 
     context = LocalContext(function_name="lambda-ingest-bench")
 

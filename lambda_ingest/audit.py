@@ -541,7 +541,7 @@ def add_parser(sub: Any) -> Any:
 
 
 def cmd_audit(args: Any, out: TextIO) -> int:
-    from lambda_ingest.cli import _engine_output
+    from lambda_ingest.observability import quiet_engine
     from lambda_ingest.settings import get_settings, override_settings
 
     checks = tuple(c.strip() for c in args.checks.split(",") if c.strip())
@@ -570,7 +570,7 @@ def cmd_audit(args: Any, out: TextIO) -> int:
                 out.write(finding.line() + "\n")
                 out.flush()
 
-        with _engine_output(verbose=False):  # a re-driven object's engine logs and EMF stay off stdout
+        with quiet_engine(verbose=False):  # a re-driven object's engine logs and EMF stay off stdout
             report = run_audit(options, sink=sink, progress=sys.stderr)
     except IngestError as exc:
         sys.stderr.write(f"lambda-ingest: error: audit stopped: {exc}\n")

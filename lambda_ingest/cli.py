@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import os
 import queue
 import re
@@ -156,27 +155,11 @@ class Progress:
             self._draw()
 
 
-@contextlib.contextmanager
-def _engine_output(verbose: bool) -> Iterator[None]:
-    """Keep stdout for results while the engine works.
+def _engine_output(verbose: bool) -> contextlib.AbstractContextManager[None]:
+    # observability (Powertools) is imported on use: `lambda-ingest --help` stays quick.
+    from lambda_ingest.observability import quiet_engine
 
-    The engine's structured log lines go to stderr (only with -v: the command line prints its own lines),
-    and CloudWatch EMF blobs, which Powertools prints to stdout and which mean nothing outside Lambda, are
-    dropped. (astropy's header fix-up warnings are silenced where records are built, under a lock that
-    keeps it safe across replay's worker threads.)
-    """
-    from lambda_ingest.observability import logger
-
-    handler = logger.registered_handler
-    previous_stream = handler.setStream(sys.stderr)
-    previous_level = logger.log_level
-    logger.setLevel(logging.INFO if verbose else logging.CRITICAL)
-    try:
-        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
-            yield
-    finally:
-        logger.setLevel(previous_level)
-        handler.setStream(previous_stream)
+    return quiet_engine(verbose)
 
 
 def _apply_common(args: argparse.Namespace) -> None:
@@ -580,7 +563,7 @@ def cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
         from lambda_ingest.enqueue import cmd_enqueue
 
         return cmd_enqueue(args, out)
-    from lambda_ingest.local.context import LocalContext
+    from lambda_ingest.context import LocalContext
     from lambda_ingest.outcomes import processor
 
     _apply_common(args)
@@ -716,8 +699,7 @@ def cmd_samples(args: argparse.Namespace, out: TextIO) -> int:
     import random
     from pathlib import Path
 
-    from lambda_ingest.local.demo import sample_frames
-
+    sample_frames = _local_stack("demo").sample_frames
     folder = Path(args.folder)
     if folder.exists() and not folder.is_dir():
         raise CommandError(f"{folder} exists and is not a directory: give a new or existing folder")
@@ -746,9 +728,26 @@ def cmd_samples(args: argparse.Namespace, out: TextIO) -> int:
 # --- demo ------------------------------------------------------------------------------------------------
 
 
-def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
-    from lambda_ingest.local.demo import run_demo
+LOCAL_EXTRA_HINT = "pip install 'lambda-ingest[local]'"
+# What the local stack needs beyond the Lambda's own dependencies (pyproject.toml's `local` extra).
+LOCAL_EXTRA_MODULES = ("moto", "flask")  # moto[server] brings flask
 
+
+def _local_stack(module: str) -> Any:
+    """A module of lambda_ingest.local (the demo's stack and sample frames), loaded only by the commands that
+    use it: the package itself never imports the test doubles, and without the `local` extra installed the
+    command says in one line how to get it."""
+    import importlib
+    import importlib.util
+
+    for name in LOCAL_EXTRA_MODULES:
+        if importlib.util.find_spec(name) is None:
+            raise CommandError(f"this command needs the local stack ({name} is not installed): {LOCAL_EXTRA_HINT}")
+    return importlib.import_module(f"lambda_ingest.local.{module}")
+
+
+def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
+    run_demo = _local_stack("demo").run_demo
     if args.frames and not os.path.isdir(args.frames):
         args.subparser.error(f"--frames: {args.frames!r} is not a directory")
 

@@ -14,7 +14,8 @@ import boto3
 import botocore.session
 from botocore.config import Config
 
-from lambda_ingest.settings import get_settings
+from lambda_ingest.errors import ConfigurationError
+from lambda_ingest.settings import get_settings, on_reset
 
 _lock = threading.Lock()
 
@@ -70,6 +71,9 @@ def reset_clients() -> None:
         _secrets_provider.cache_clear()
 
 
+on_reset(reset_clients)  # new settings (endpoint, timeouts, token) mean new clients
+
+
 _SECRET_MAX_AGE = 300  # seconds; a rotated token is picked up within five minutes
 
 
@@ -85,8 +89,6 @@ def archive_token(force_fetch: bool = False) -> str:
     try:
         value = provider.get(settings.auth_token_secret_arn, max_age=_SECRET_MAX_AGE, force_fetch=force_fetch)
     except Exception as exc:  # Powertools' GetParameterError wraps every Secrets Manager failure
-        from lambda_ingest.errors import ConfigurationError
-
         raise ConfigurationError(
             f"archive token secret {settings.auth_token_secret_arn} unreadable: {type(exc.__cause__ or exc).__name__}"
         ) from None

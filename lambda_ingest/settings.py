@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import ast
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from types import ModuleType
 from typing import Any
@@ -225,14 +225,23 @@ def override_settings(**changes: Any) -> Settings:
     return get_settings()
 
 
+# Caches built from the settings (clients.py's boto3 clients, ...) register here to be forgotten with them;
+# a callback keeps settings.py at the bottom of the import graph (it imports none of its users).
+_on_reset: list[Callable[[], None]] = []
+
+
+def on_reset(callback: Callable[[], None]) -> None:
+    """Call `callback` whenever the settings are forgotten (a cache derived from them)."""
+    _on_reset.append(callback)
+
+
 def reset_settings(keep_overrides: bool = False) -> None:
-    """Forget cached settings and clients (tests and the command line call this after changing env)."""
+    """Forget cached settings and what was built from them (tests and the CLI call this after changing env)."""
     if not keep_overrides:
         _overrides.clear()
     get_settings.cache_clear()
-    from lambda_ingest import clients
-
-    clients.reset_clients()
+    for callback in _on_reset:
+        callback()
 
 
 def ocs_archive_settings() -> ModuleType:
@@ -241,5 +250,3 @@ def ocs_archive_settings() -> ModuleType:
 
     return archive_settings
 
-
-SETTING_NAMES = tuple(f.name for f in fields(Settings))
