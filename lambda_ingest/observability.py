@@ -36,6 +36,7 @@ class Measured(Protocol):
     observation_end: datetime | None
     timings_ms: dict[str, float]
 
+
 SERVICE = "lambda_ingest"
 NAMESPACE = "LambdaIngest"
 

@@ -249,4 +249,3 @@ def ocs_archive_settings() -> ModuleType:
     from ocs_archive.settings import settings as archive_settings
 
     return archive_settings
-

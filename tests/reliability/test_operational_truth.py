@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from lambda_ingest.handler import handler, record_budget_ms
 from lambda_ingest.context import LocalContext
+from lambda_ingest.handler import handler, record_budget_ms
 from tests.conftest import ADMIN_TOKEN, ARCHIVE, LANDING
 from tests.reliability.support import (
     MAX_RECEIVE_COUNT,
