@@ -215,10 +215,9 @@ def run_md5(args: argparse.Namespace) -> dict[str, Any]:
 
     traffic = install()
     from lambda_ingest import clients, store
-    from lambda_ingest.settings import get_settings
 
     obj = store.head(args.bucket, args.key)
-    chunk = get_settings().md5_chunk_size
+    chunk = store.MD5_CHUNK_SIZE
     md5_s: list[float] = []
     plain_s: list[float] = []
     digest = ""

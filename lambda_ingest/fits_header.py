@@ -17,7 +17,7 @@ import math
 import tarfile
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from lambda_ingest.errors import InvalidFileError
@@ -29,6 +29,8 @@ END_CARD = b"END" + b" " * 77
 # Earlier HDUs' data units are replaced by zeros (never fetched); above this they would cost too much memory.
 MAX_ZERO_FILL = 32 * 1024 * 1024
 
+INITIAL_READ = 36 * BLOCK
+
 RangeReader = Callable[[int, int], bytes]
 """read(offset, length) -> bytes: at most `length` bytes starting at `offset`."""
 
@@ -37,7 +39,9 @@ RangeReader = Callable[[int, int], bytes]
 class HeaderLimits:
     """Hard limits of a header walk (a hostile file must not exhaust memory or time); settings override them."""
 
-    initial_read: int = 36 * BLOCK  # a typical LCO header (~1,000 cards) in one request
+    # The first ranged read (a typical LCO header, ~1,000 cards, in one request): not a setting, tests
+    # override INITIAL_READ in code (read at construction, so a patched value takes effect).
+    initial_read: int = field(default_factory=lambda: INITIAL_READ)
     max_bytes: int = 2 * 1024 * 1024
     max_cards: int = 5000
     max_hdus: int = 16

@@ -25,9 +25,15 @@ from lambda_ingest.errors import (
     StorageAccessError,
     StorageUnavailableError,
 )
-from lambda_ingest.settings import get_settings
+from lambda_ingest.settings import MIB, get_settings
 
 PLAIN_MD5 = re.compile(r"^[0-9a-f]{32}$")
+# Not settings (no operator has a reason to change them; tests override them in code).
+# Above this size a copy is a parallel multipart copy (CopyObject's own limit is 5 GiB).
+COPY_MULTIPART_THRESHOLD = 5 * 1024 * MIB
+COPY_PART_SIZE = 512 * MIB
+MD5_CHUNK_SIZE = 8 * MIB  # read size when an md5 must be streamed (multipart/KMS objects)
+
 _GONE = {"NoSuchKey", "404", "NotFound", "NoSuchVersion"}
 # The deployment's fault: a bucket that does not exist, permissions, credentials, encryption keys.
 _ACCESS = {
@@ -170,7 +176,7 @@ def stream_md5(obj: ObjectInfo) -> str:
     releases the GIL on large buffers), so the stream runs at the slower of the two, not their sum.
     """
     digest = hashlib.md5(usedforsecurity=False)
-    chunk = get_settings().md5_chunk_size
+    chunk = MD5_CHUNK_SIZE
     with open_stream(obj) as body, ThreadPoolExecutor(max_workers=1) as reader:
         pending = reader.submit(body.read, chunk)
         while part := pending.result():
@@ -194,11 +200,10 @@ def copy_to_archive(
     metadata: dict[str, str] | None = None,
 ) -> str:
     """Server-side copy of exactly `obj` (its version/ETag) to the archive; returns the new VersionId."""
-    settings = get_settings()
     source: dict[str, str] = {"Bucket": obj.bucket, "Key": obj.key, **_version_args(obj.version_id)}
     extra = _object_attributes(content_type, content_disposition, metadata)
     what = f"copy {obj.uri} -> s3://{dest_bucket}/{dest_key}"
-    if obj.size <= settings.copy_multipart_threshold:
+    if obj.size <= COPY_MULTIPART_THRESHOLD:
         with _s3_errors(what):
             resp = clients.s3().copy_object(
                 Bucket=dest_bucket,
@@ -230,7 +235,7 @@ def _multipart_copy(
     # VersionId, which is the archive's version key; reading it back later could race another writer.
     settings = get_settings()
     s3 = clients.s3()
-    part_size = settings.copy_part_size
+    part_size = COPY_PART_SIZE
     ranges = [(i, min(i + part_size, obj.size) - 1) for i in range(0, obj.size, part_size)]
     with _s3_errors(what):
         upload_id = s3.create_multipart_upload(Bucket=dest_bucket, Key=dest_key, StorageClass=storage_class, **extra)[
@@ -276,11 +281,10 @@ def upload_to_archive(
     metadata: dict[str, str] | None = None,
 ) -> str:
     """Upload a local file object to the archive bucket; returns the new VersionId."""
-    settings = get_settings()
     s3 = clients.s3()
     extra = {**_object_attributes(content_type, content_disposition, metadata), "StorageClass": storage_class}
     what = f"upload to s3://{dest_bucket}/{dest_key}"
-    if size <= settings.copy_multipart_threshold:
+    if size <= COPY_MULTIPART_THRESHOLD:
         with _s3_errors(what):
             resp = s3.put_object(Bucket=dest_bucket, Key=dest_key, Body=body, **extra)
     else:
@@ -289,7 +293,7 @@ def upload_to_archive(
             upload_id = s3.create_multipart_upload(Bucket=dest_bucket, Key=dest_key, **extra)["UploadId"]
         try:
             parts = []
-            for number, chunk in enumerate(iter(lambda: body.read(settings.copy_part_size), b""), 1):
+            for number, chunk in enumerate(iter(lambda: body.read(COPY_PART_SIZE), b""), 1):
                 with _s3_errors(f"{what} part {number}"):
                     etag = s3.upload_part(
                         Bucket=dest_bucket, Key=dest_key, UploadId=upload_id, PartNumber=number, Body=chunk

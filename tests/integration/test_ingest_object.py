@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from lambda_ingest import store
 from lambda_ingest.errors import ArchiveUnavailableError, ObjectChangedError, ObjectGoneError, RecordError
 from lambda_ingest.ingest import ingest_object
 from lambda_ingest.record import json_safe
@@ -157,9 +158,8 @@ def test_multipart_upload_md5_is_streamed(s3, archive_api, monkeypatch) -> None:
         Bucket=LANDING, Key=NAME + ".fits.fz", UploadId=mpu["UploadId"], MultipartUpload={"Parts": parts}
     )
     # Force the multipart copy path too, with 5 MiB parts.
-    monkeypatch.setenv("COPY_MULTIPART_THRESHOLD", str(5 * 1024 * 1024))
-    monkeypatch.setenv("COPY_PART_SIZE", str(5 * 1024 * 1024))
-    reset_settings()
+    monkeypatch.setattr(store, "COPY_MULTIPART_THRESHOLD", 5 * 1024 * 1024)
+    monkeypatch.setattr(store, "COPY_PART_SIZE", 5 * 1024 * 1024)
     result = ingest_object(LANDING, NAME + ".fits.fz")
     assert result.md5 == hashlib.md5(data).hexdigest()
     copied = s3.get_object(Bucket=ARCHIVE, Key=result.archive_key, VersionId=result.version_id)
