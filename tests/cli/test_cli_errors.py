@@ -10,9 +10,9 @@ import socket
 
 import pytest
 
+from lambda_ingest import clients
 from lambda_ingest.cli import main
 from lambda_ingest.local.stack import LANDING_BUCKET
-from lambda_ingest import clients
 from lambda_ingest.settings import reset_settings
 
 

@@ -140,7 +140,6 @@ def test_byte_identical_file_under_another_name_is_already_ingested_without_orph
 
 
 def test_multipart_upload_md5_is_streamed(s3, archive_api, monkeypatch) -> None:
-    from lambda_ingest.settings import reset_settings
 
     data = synthetic(data_bytes=12 * 1024 * 1024)
     mpu = s3.create_multipart_upload(Bucket=LANDING, Key=NAME + ".fits.fz")
