@@ -19,6 +19,7 @@ from typing import Any
 
 from lambda_ingest import fits_header
 from lambda_ingest.archive_env import validate_archive_env
+from lambda_ingest.coerce import to_bool, to_float, to_int
 from lambda_ingest.errors import ConfigurationError
 from lambda_ingest.fits_header import HeaderLimits
 
@@ -34,47 +35,32 @@ def _text(env: Mapping[str, str], name: str, default: str | None) -> str | None:
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise ConfigurationError(f"{name} must be at most {maximum}, got {value}")
-    return value
+    raw = _text(env, name, None)
+    return default if raw is None else to_int(raw, name, minimum, maximum)
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
+    raw = _text(env, name, None)
+    if raw is None:
         return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+    value = to_float(raw, name)
     if value <= 0:
         raise ConfigurationError(f"{name} must be positive, got {value}")
     return value
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
+    raw = _text(env, name, None)
+    if raw is None:
         return default
-    lowered = raw.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off"}:
-        return False
-    # ocs_ingester parses SUBMIT_METRICS_ASYNCHRONOUSLY with literal_eval ("True"/"False").
     try:
-        return bool(ast.literal_eval(raw))
-    except (ValueError, SyntaxError):
-        raise ConfigurationError(f"{name} must be true or false, got {raw!r}") from None
+        return to_bool(raw, name)
+    except ConfigurationError:
+        # ocs_ingester parses SUBMIT_METRICS_ASYNCHRONOUSLY with literal_eval ("True"/"False", but also "2").
+        try:
+            return bool(ast.literal_eval(raw))
+        except (ValueError, SyntaxError):
+            raise ConfigurationError(f"{name} must be true or false, got {raw!r}") from None
 
 
 # The level names Powertools' Logger accepts (it upper-cases the value); it reads POWERTOOLS_LOG_LEVEL itself,
