@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -242,17 +242,6 @@ def archive_key_for(frame: dict[str, Any], extension: str) -> str:
 def _age(modified: datetime, now: datetime) -> str:
     seconds = int((now - modified).total_seconds())
     return f"{seconds // 3600} h" if seconds >= 3600 else f"{seconds // 60} min"
-
-
-def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    chunk: list[Any] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 class _Ticker:

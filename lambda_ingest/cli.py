@@ -39,11 +39,12 @@ from lambda_ingest.errors import IngestError, RejectedError, SystemFaultError
 # Status words printed in the second column; the engine's outcomes plus the command line's own.
 INGESTED = "ingested"
 ALREADY = "already_ingested"
-NOT_INGESTED = "not_ingested"  # --check-only: the archive does not hold the file
+NOT_IN_ARCHIVE = "not_in_archive"  # --check-only: the archive does not hold the file
 REJECTED = "rejected"  # permanent: the file cannot be ingested as it is
 FAILED = "failed"  # anything else (archive or S3 unavailable, unreadable file); worth retrying
 UNREADABLE = "unreadable"  # replay --dlq: a message that is not an event notification (left in the queue)
-SUCCESS = frozenset({INGESTED, ALREADY, "skipped"})
+SKIPPED = "skipped"  # the object was gone or replaced: nothing to do, nothing wrong
+SUCCESS = frozenset({INGESTED, ALREADY, SKIPPED})
 
 EXIT_OK, EXIT_NOT_DONE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -235,7 +236,7 @@ def _check_one(path: str) -> tuple[str, str]:
 
     with open(path, "rb") as fileobj:
         existing = find_existing(LocalFile(fileobj, path))
-    return (ALREADY, existing.url or "") if existing else (NOT_INGESTED, "")
+    return (ALREADY, existing.url or "") if existing else (NOT_IN_ARCHIVE, "")
 
 
 def _ingest_one(path: str, metadata: dict[str, str]) -> tuple[str, str]:
@@ -664,7 +665,7 @@ def _replay_dlq(args: argparse.Namespace, out: TextIO) -> Tally | None:
             release(message)
             raise
         sqs.delete_message(QueueUrl=args.dlq, ReceiptHandle=message["ReceiptHandle"])
-        return outcomes or [{"outcome": "skipped", "object": name, "reason": "the message names no object"}]
+        return outcomes or [{"outcome": SKIPPED, "object": name, "reason": "the message names no object"}]
 
     return _run_all(
         messages,
@@ -681,7 +682,7 @@ def _summary_line(counts: Counter[str], noun: str) -> str:
     unreadable = counts.get(UNREADABLE, 0)
     objects = Counter({k: v for k, v in counts.items() if k != UNREADABLE})
     total = sum(objects.values())
-    order = [INGESTED, ALREADY, NOT_INGESTED, "skipped", REJECTED, FAILED]
+    order = [INGESTED, ALREADY, NOT_IN_ARCHIVE, SKIPPED, REJECTED, FAILED]
     names = sorted(objects, key=lambda k: order.index(k) if k in order else len(order))
     parts = ", ".join(f"{objects[k]} {k.replace('_', ' ')}" for k in names)
     line = f"{total} {noun}{'' if total == 1 else 's'}: {parts or 'nothing to do'}"
@@ -807,7 +808,7 @@ def _add_ingest(sub: Any) -> None:
         help="upload local files to the archive bucket and register them",
         description="Upload local files to the archive bucket and register them with the Science Archive. "
         "Prints '<path> TAB <status> TAB <url or reason>' per file; status is ingested, already_ingested, "
-        "rejected (fix the file) or failed (retry later).",
+        "rejected (fix the file) or failed (retry later); with --check-only, already_ingested or not_in_archive.",
     )
     ingest.add_argument("paths", nargs="+", metavar="PATH")
     _add_archive_flags(ingest)

@@ -24,7 +24,6 @@ from lambda_ingest.errors import InvalidFileError
 
 BLOCK = 2880
 CARD = 80
-CARDS_PER_BLOCK = BLOCK // CARD
 END_CARD = b"END" + b" " * 77
 # Earlier HDUs' data units are replaced by zeros (never fetched); above this they would cost too much memory.
 MAX_ZERO_FILL = 32 * 1024 * 1024
@@ -54,7 +53,6 @@ class HeaderScan:
 
     fits_bytes: bytes
     bytes_read: int
-    hdus_walked: int
     validated_hdu: int | None
     missing: tuple[str, ...] = ()
     """When no HDU validated: the required keywords missing from the closest HDU."""
@@ -190,7 +188,7 @@ def walk_headers(
         out += header
         missing = required_set.difference(cards)
         if not missing:
-            return HeaderScan(bytes(out), reader.bytes_read, hdu + 1, hdu)
+            return HeaderScan(bytes(out), reader.bytes_read, hdu)
         if len(missing) < len(closest):
             closest = missing
         # Not the header we need: stand in zeros for its data unit so later HDUs keep their positions
@@ -207,7 +205,7 @@ def walk_headers(
         hdu += 1
     # Every HDU walked, none validated: ocs_archive will say which keywords are missing.
     names = tuple(k for k in required if k.encode("ascii", "replace") in closest)
-    return HeaderScan(bytes(out), reader.bytes_read, hdu, None, names)
+    return HeaderScan(bytes(out), reader.bytes_read, None, names)
 
 
 _NOT_FITS = "not a FITS file: it does not start with a SIMPLE card"

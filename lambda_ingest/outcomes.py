@@ -72,7 +72,7 @@ def _outcome(obj: ObjectRef, attempt: Callable[[], dict[str, Any]]) -> dict[str,
     except NonFatalDoNotRetryError as exc:
         # Only an object really gone or replaced gets here (SkippedError); nothing to do, nothing wrong.
         logger.warning(
-            "not ingested",
+            "skipped",
             extra={"outcome": "skipped", "object": obj.uri, "reason": exc.reason, "reason_class": exc.reason_class},
         )
         emit_failure_emf("skipped", exc.reason_class)

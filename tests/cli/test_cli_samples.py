@@ -32,7 +32,7 @@ def test_samples_are_frames_the_other_commands_take(stack, in_process, tmp_path,
     assert main(["ingest", "--check-only", raw]) == 1
     assert main(["ingest", *written]) == 1  # the one lacking DAY-OBS is rejected
     statuses = sorted(row[1] for row in lines(capsys.readouterr().out))
-    assert statuses == ["already_ingested", "ingested", "ingested", "not_ingested", "rejected"]
+    assert statuses == ["already_ingested", "ingested", "ingested", "not_in_archive", "rejected"]
     assert len(archive_frames(stack)) >= 2
 
 
