@@ -6,7 +6,9 @@ under `if TYPE_CHECKING:`, so a lazy import cannot hide a circle.
 
 from __future__ import annotations
 
+import re
 from itertools import combinations
+from pathlib import Path
 
 import grimp
 import pytest
@@ -37,3 +39,27 @@ def test_only_the_local_stack_imports_the_local_stack(graph) -> None:
     # Then none imports lambda_ingest.local (the CLI loads the demo by name, behind the `local` extra)
     imports = [(m, i) for m in outside for i in graph.find_modules_directly_imported_by(m) if i.startswith(LOCAL)]
     assert imports == []
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_architecture_page_lists_the_engine_top_down(graph) -> None:
+    # Given the module table of docs/architecture.md, read top to bottom
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    order = [f"{PACKAGE}.{name}" for name in re.findall(r"^\| `(\w+)\.py` \|", page, flags=re.MULTILINE)]
+    assert len(order) > 10
+    # Then no module imports one listed above it
+    upward = [(m, i) for n, m in enumerate(order) for i in graph.find_modules_directly_imported_by(m) if i in order[:n]]
+    assert upward == []
+
+
+def test_the_readme_layout_names_every_module() -> None:
+    # Given README's Layout block and the package's modules
+    readme = (ROOT / "README.md").read_text()
+    layout = readme.split("## Layout", 1)[1].split("```")[1].split("\ninfra/")[0]
+    modules = sorted(p.relative_to(ROOT / PACKAGE) for p in (ROOT / PACKAGE).rglob("*.py") if p.name != "__init__.py")
+    # Then each is named there (by file name), and nothing named there is missing from the tree
+    assert [str(m) for m in modules if m.name not in layout] == []
+    named = set(re.findall(r"^\s+(\w+\.py)\b", layout, flags=re.MULTILINE))
+    assert sorted(named - {m.name for m in modules}) == []
