@@ -20,7 +20,7 @@ from tests.reliability.support import (
     upload,
 )
 
-MAX_ATTEMPTS = 5  # settings.s3_max_attempts default
+MAX_ATTEMPTS = 5  # clients.S3_MAX_ATTEMPTS
 OPERATIONS = ["HeadObject", "GetObject", "CopyObject"]
 CODES = ["SlowDown", "InternalError", "ServiceUnavailable"]
 

@@ -25,7 +25,7 @@ from tests.reliability.support import (
     upload,
 )
 
-MAX_ATTEMPTS = 5  # settings.s3_max_attempts default: botocore's attempts of one call
+MAX_ATTEMPTS = 5  # clients.S3_MAX_ATTEMPTS: botocore's attempts of one call
 
 
 def emf(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:

@@ -205,12 +205,14 @@ def test_a_header_declaring_a_petabyte_data_unit_costs_one_read(s3, archive_api,
 
 def test_limits_are_settings_with_safe_defaults_and_floors() -> None:
     from lambda_ingest.errors import ConfigurationError
+    from lambda_ingest.fits_header import HeaderLimits
     from lambda_ingest.settings import load_settings
 
     # The defaults: the documented safe values
     defaults = load_settings({})
     assert (defaults.header_max_cards, defaults.header_max_bytes, defaults.header_max_hdus) == (5000, 2 * 2**20, 16)
-    assert (defaults.header_initial_read, defaults.tar_max_scan_bytes) == (36 * 2880, 256 * 2**20)
+    assert defaults.tar_max_scan_bytes == 256 * 2**20
+    assert HeaderLimits().initial_read == 36 * 2880  # a constant (fits_header.INITIAL_READ), not a setting
     # Overridable by environment, and refused below a floor that would make every file fail (or zero limits)
     assert load_settings({"HEADER_MAX_CARDS": "100000"}).header_max_cards == 100000
     for name in ("HEADER_MAX_CARDS", "HEADER_MAX_BYTES", "HEADER_MAX_HDUS", "TAR_MAX_SCAN_BYTES"):
