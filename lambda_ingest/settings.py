@@ -23,7 +23,6 @@ from lambda_ingest.coerce import to_bool, to_float, to_int
 from lambda_ingest.errors import ConfigurationError
 from lambda_ingest.fits_header import HeaderLimits
 
-MIB = 1024**2
 FILESTORE_TYPES = ("s3", "local", "dummy")  # ocs_archive's FileStoreFactory
 MAX_COPY_CONCURRENCY = 64  # the S3 client's pool is sized from it; more threads only contend
 

@@ -25,9 +25,10 @@ from lambda_ingest.errors import (
     StorageAccessError,
     StorageUnavailableError,
 )
-from lambda_ingest.settings import MIB, get_settings
+from lambda_ingest.settings import get_settings
 
 PLAIN_MD5 = re.compile(r"^[0-9a-f]{32}$")
+MIB = 1024**2
 # Not settings (no operator has a reason to change them; tests override them in code).
 # Above this size a copy is a parallel multipart copy (CopyObject's own limit is 5 GiB).
 COPY_MULTIPART_THRESHOLD = 5 * 1024 * MIB
