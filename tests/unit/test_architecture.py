@@ -1,4 +1,4 @@
-"""The import graph of lambda_ingest: no circles, and the package never imports its test doubles.
+"""The import graph of lambda_ingest and infra: no circles, and neither imports the package's test doubles.
 
 grimp (import-linter's graph builder) reads every import statement, including those inside functions and
 under `if TYPE_CHECKING:`, so a lazy import cannot hide a circle.
@@ -19,7 +19,7 @@ LOCAL = "lambda_ingest.local"
 
 @pytest.fixture(scope="module")
 def graph() -> grimp.ImportGraph:
-    return grimp.build_graph(PACKAGE)
+    return grimp.build_graph(PACKAGE, "infra")
 
 
 def test_no_module_imports_one_that_imports_it_back(graph) -> None:
@@ -34,7 +34,7 @@ def test_no_module_imports_one_that_imports_it_back(graph) -> None:
 
 
 def test_only_the_local_stack_imports_the_local_stack(graph) -> None:
-    # Given the modules outside lambda_ingest/local (what the Lambda asset and a plain install carry)
+    # Given the modules outside lambda_ingest/local (what the Lambda asset and a plain install carry, and infra)
     outside = sorted(m for m in graph.modules if m != LOCAL and not m.startswith(LOCAL + "."))
     # Then none imports lambda_ingest.local (the CLI loads the demo by name, behind the `local` extra)
     imports = [(m, i) for m in outside for i in graph.find_modules_directly_imported_by(m) if i.startswith(LOCAL)]
