@@ -20,8 +20,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## ingest sample frames end to end on the embedded local stack
 	$(BIN)/lambda-ingest demo
 
+# Two workers (pytest-xdist, one per core here), a test file per worker so module and session fixtures are
+# built once per file; plain `pytest` runs the same suite in one process.
 test: $(STAMP) lint  ## the whole suite (what CI runs); lists the 15 slowest tests at the end
-	$(BIN)/python -m pytest --durations=15
+	$(BIN)/python -m pytest -n auto --dist loadfile --durations=15
 
 test-load: $(STAMP)  ## the full 1,000-frame burst (make test runs 100); prints the figures of docs/reliability.md
 	RELIABILITY_LOAD_FRAMES=1000 $(BIN)/python -m pytest tests/reliability/test_load.py -s

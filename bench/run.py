@@ -1,16 +1,19 @@
 """`python -m bench.run`: lambda_ingest against ocs_ingester 3.2.0, side by side, in one run.
 
-One local S3 endpoint (moto's threaded server on loopback, 32-character version ids) and one Science Archive
-emulator live in this process and serve both systems. For every frame size, layout (.fits, .fits.fz) and
-upload mode (single PUT, multipart), each repeat uploads a distinct synthetic LCO frame to the landing
-bucket per system, empties the archive, and ingests it in a fresh child process (bench.worker): this
-project's handler on the object's S3 notification, or download + ocs_ingester's
-upload_file_and_ingest_to_archive. The parent checks that the frame was registered with the right md5 and
-a real archive version, then deletes every object so the server's memory stays bounded.
+One local S3 (moto's threaded server on loopback, 32-character version ids, ranged reads in proportion to
+the range), the same S3 behind the S3 model (bench.model) on a second port, and one Science Archive emulator
+live in this process and serve both systems. For every network (loopback, model), frame size, layout
+(.fits, .fits.fz) and upload mode (single PUT, multipart), each repeat uploads a distinct synthetic LCO frame
+per system, empties the archive, and ingests it in a fresh child process (bench.worker): this project's
+handler on the object's S3 notification, or download + ocs_ingester's upload_file_and_ingest_to_archive.
+The parent checks that the frame was registered with the right md5 and a real archive version, then deletes
+every object so the server's memory stays bounded. Before the cases: cold imports, cold starts with init as
+shipped and as before issue 14, and the copy sweep (CopyObject against parallel UploadPartCopy under the
+model); after them, end-to-end bursts through SQS (bench.e2e).
 
-    python -m bench.run                      # 10MB,100MB,1GB, 5 repeats (3 at 1 GB); docs/benchmarks.md + .png
-    python -m bench.run --quick              # smoke run, small sizes, 1 repeat, output in bench/results/
-    python -m bench.run --sizes 10MB,100MB --repeats 5 --doc /tmp/b.md --plot /tmp/b.png
+    python -m bench.run                      # everything: ~10MB,100MB,1GB x both networks, bursts; docs/
+    python -m bench.run --quick              # minutes: 1MB,10MB x both networks, small bursts; bench/results/
+    python -m bench.run --networks model --sizes 10MB,1GB --e2e 0x1MB --doc /tmp/b.md --plot /tmp/b.png
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ PROBE = "bench-probe"  # copies made to time moto's own CopyObject (never ingest
 KINDS = (".fits", ".fits.fz")
 UPLOADS = ("single", "multipart")
 SYSTEMS = ("ours", "baseline")
+NETWORKS = ("loopback", "model")  # moto as it answers on loopback; the same behind bench.model.S3Model
 WARM_SIZE = 64 * 1024  # data bytes of the warm-up frame
 WORKER_TIMEOUT = 1800  # seconds; a stuck child must not hang the run
 
@@ -75,10 +79,11 @@ class Case:
     size: int  # nominal data size asked of the generator
     kind: str  # ".fits" or ".fits.fz"
     upload: str  # "single" or "multipart"
+    network: str = "loopback"  # "loopback" or "model"
 
     @property
     def label(self) -> str:
-        return f"{size_label(self.size)} {self.kind} {self.upload}"
+        return f"{size_label(self.size)} {self.kind} {self.upload} {self.network}"
 
 
 @dataclass
@@ -136,6 +141,7 @@ class Bench:
         self.work = Path(tempfile.mkdtemp(prefix="lambda-ingest-bench-"))
         self.seq = 0
         self.server: Any = None
+        self.modeled: Any = None  # the same moto backend behind the S3 model, on its own port
         self.archive: Any = None
         self.s3: Any = None
         self.dynamodb: Any = None
@@ -154,11 +160,13 @@ class Bench:
         import boto3
         from botocore.config import Config
 
+        from bench.model import S3Model
         from lambda_ingest.local import archive_emulator
         from lambda_ingest.local.archive_emulator import ArchiveEmulator
         from lambda_ingest.local.s3 import LocalS3Server
 
         self.server = LocalS3Server().start()
+        self.modeled = LocalS3Server(middleware=S3Model()).start()
         # The parent's own uploads skip the streaming CRC trailer, which moto decodes at a few MB/s.
         config = Config(request_checksum_calculation="when_required", max_pool_connections=20)
         session = boto3.session.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name=REGION)
@@ -177,8 +185,9 @@ class Bench:
     def stop(self) -> None:
         if self.archive is not None:
             self.archive.stop()
-        if self.server is not None:
-            self.server.stop()
+        for server in (self.modeled, self.server):
+            if server is not None:
+                server.stop()
         shutil.rmtree(self.work, ignore_errors=True)
 
     def reset_archive(self) -> None:
@@ -243,11 +252,21 @@ class Bench:
 
     # -- children ------------------------------------------------------------------------------------
 
-    def worker(self, mode: str, system: str, *args: str, between: Callable[[], None] | None = None) -> dict[str, Any]:
+    def endpoint(self, network: str) -> str:
+        return str((self.modeled if network == "model" else self.server).endpoint_url)
+
+    def worker(
+        self,
+        mode: str,
+        system: str,
+        *args: str,
+        between: Callable[[], None] | None = None,
+        network: str = "loopback",
+    ) -> dict[str, Any]:
         """Run one child; with `between`, call it when the child reports its warm-up done, then let it go on."""
         out = self.work / f"result-{self.seq}-{mode}-{system}.json"
         log = self.work / f"log-{self.seq}-{mode}-{system}.txt"
-        env = child_environment(self.server.endpoint_url, self.archive.api_root, self.token, system)
+        env = child_environment(self.endpoint(network), self.archive.api_root, self.token, system)
         cmd = [sys.executable, "-m", "bench.worker", mode, *args, "--out", str(out)]
         start = time.perf_counter()
         notify_r, notify_w = os.pipe()
@@ -295,10 +314,10 @@ class Bench:
         if md5_check:
             md5_result = self.worker(
                 "md5", "ours", "--bucket", LANDING, "--key", frame.key, "--rounds", str(self.md5_rounds(case.size)),
-                "--expect-md5", frame.md5,
+                "--expect-md5", frame.md5, network=case.network,
             )  # fmt: skip
         probe = None
-        if self.opts.probe and case.upload == "single" and case.size not in self.probed:
+        if self.opts.probe and case.upload == "single" and case.network == "loopback" and case.size not in self.probed:
             self.probed.add(case.size)
             probe = self.probe(frame)
         self.reset_archive()
@@ -312,7 +331,9 @@ class Bench:
 
         args = ["--bucket", LANDING, "--key", frame.key, "--size", str(frame.size), "--etag", frame.etag]
         args += ["--warm-key", warm.key, "--warm-size", str(warm.size), "--warm-etag", warm.etag]
-        result = self.worker(system, system, *args, *(["--multipart"] if multipart else []), between=after_warm_up)
+        result = self.worker(
+            system, system, *args, *(["--multipart"] if multipart else []), between=after_warm_up, network=case.network
+        )
         self.verify(frame, system, result)
         self.clean_buckets()
         self.done += 1
@@ -331,6 +352,7 @@ class Bench:
             **{k: v for k, v in result.items() if k != "ok"},
         }
         if md5_result is not None:
+            md5_result["file_size"] = md5_result["size"]  # the object's bytes; "size" becomes the nominal size
             md5_result.update(asdict(case))
             run["md5_bench"] = md5_result
         if probe is not None:
@@ -390,20 +412,62 @@ class Bench:
 
     def cold_imports(self) -> dict[str, list[float]]:
         found: dict[str, list[float]] = {}
-        for target in SYSTEMS:
+        for target in (*SYSTEMS, "ours-lazy"):
             times = []
             for i in range(self.opts.import_runs + 1):
-                result = self.worker("import", target, "--target", target)
+                result = self.worker("import", "ours" if target != "baseline" else target, "--target", target)
                 if i:  # the first run warms the page cache and writes byte code; it is not counted
                     times.append(result["import_s"])
             found[target] = times
         return found
 
+    def cold_starts(self) -> dict[str, list[dict[str, float]]]:
+        """Import + first invocation of a fresh process, with init loading what the first record needs
+        ("eager", as shipped) and without ("lazy", before issue 14): the cold start before and after."""
+        found: dict[str, list[dict[str, float]]] = {"eager": [], "lazy": []}
+        for i in range(self.opts.coldstart_runs):
+            for variant in ("eager", "lazy") if i % 2 == 0 else ("lazy", "eager"):
+                frame = self.make_frame(Case(WARM_SIZE, ".fits.fz", "single"))
+                warm = self.make_frame(Case(WARM_SIZE, ".fits.fz", "single"))
+                for f in (frame, warm):
+                    self.upload(f, False)
+                    f.path.unlink(missing_ok=True)
+                self.reset_archive()
+                args = ["--bucket", LANDING, "--key", frame.key, "--size", str(frame.size), "--etag", frame.etag]
+                args += ["--warm-key", warm.key, "--warm-size", str(warm.size), "--warm-etag", warm.etag]
+                result = self.worker("ours", "ours", *args, *(["--lazy-init"] if variant == "lazy" else []))
+                found[variant].append({k: result[k] for k in ("import_s", "first_invocation_s")})
+                self.clean_buckets()
+            self.progress(f"cold start run {i + 1}: " + ", ".join(f"{k} {v[-1]}" for k, v in found.items()))
+        return found
+
+    def copy_sweep(self) -> list[dict[str, Any]]:
+        """Server-side copy under the S3 model: one CopyObject against parallel UploadPartCopy, by size."""
+        rows = []
+        for size in self.opts.copy_sizes:
+            key = f"copy-sweep/{size}.bin"
+            self.s3.put_object(Bucket=LANDING, Key=key, Body=os.urandom(size))
+            rounds = "1" if size >= 256 * 2**20 else "2"  # the modelled CopyObject of 1 GiB alone takes ~18 s
+            result = self.worker("copy", "ours", "--bucket", LANDING, "--key", key, "--rounds", rounds, network="model")
+            rows.append({"size": size, **{k: v for k, v in result.items() if k != "ok"}})
+            self.clean_buckets()
+            self.progress(
+                f"copy sweep {size_label(size)}: CopyObject {result['copy_object_s']:.3f} s, "
+                f"{result['parts']} parts {result['parts_s']:.3f} s"
+            )
+        return rows
+
     def run(self) -> dict[str, Any]:
-        from bench import facts
+        from bench import e2e, facts
 
         opts = self.opts
-        cases = [Case(size, kind, upload) for size in opts.sizes for kind in opts.kinds for upload in opts.uploads]
+        cases = [
+            Case(size, kind, upload, network)
+            for network in opts.networks
+            for size in opts.sizes
+            for kind in opts.kinds
+            for upload in opts.uploads
+        ]
         self.total = sum(len(opts.systems) * self.repeats_for(c.size) for c in cases)
         began = datetime.now(UTC)
         self.start()
@@ -413,6 +477,8 @@ class Bench:
                 "cold import (median): "
                 + ", ".join(f"{k} {statistics.median(v):.3f} s" for k, v in imports.items() if v)
             )
+            cold_starts = self.cold_starts()
+            copy_sweep = self.copy_sweep() if "model" in opts.networks else []
             runs = []
             for case in cases:
                 for repeat in range(self.repeats_for(case.size)):
@@ -421,9 +487,12 @@ class Bench:
                     for system in order:
                         md5_check = case.upload == "multipart" and repeat == 0 and system == "ours"
                         runs.append(self.ingest(case, system, repeat, md5_check))
+            bursts = [e2e.burst(self, count, size, opts.e2e_workers) for count, size in opts.e2e if count]
         finally:
             self.stop()
         elapsed = time.monotonic() - self.started
+        from bench.model import S3Model
+
         return {
             "date": began.isoformat(timespec="seconds"),
             "elapsed_s": elapsed,
@@ -433,18 +502,29 @@ class Bench:
                 "kinds": opts.kinds,
                 "uploads": opts.uploads,
                 "systems": opts.systems,
+                "networks": opts.networks,
                 "repeats": opts.repeats,
                 "large_repeats": opts.large_repeats,
                 "large_size": opts.large_size,
                 "part_size": opts.part_size,
                 "md5_rounds": opts.md5_rounds,
                 "import_runs": opts.import_runs,
+                "coldstart_runs": opts.coldstart_runs,
+                "copy_sizes": opts.copy_sizes,
+                "e2e": opts.e2e,
+                "e2e_workers": opts.e2e_workers,
+                "quick": opts.quick,
             },
+            "model": S3Model().describe(),
+            "settings": _function_settings(),
             "machine": facts.machine(),
             "versions": facts.versions(),
             "commit": facts.commit(),
             "bundle": facts.bundle(build=opts.build_bundle),
             "imports": imports,
+            "cold_starts": cold_starts,
+            "copy_sweep": copy_sweep,
+            "bursts": bursts,
             "runs": runs,
         }
 
@@ -454,6 +534,20 @@ class Bench:
 
     def repeats_for(self, size: int) -> int:
         return self.opts.large_repeats if size >= self.opts.large_size else self.opts.repeats
+
+
+def _function_settings() -> dict[str, Any]:
+    """The function's copy and md5 constants and settings, as the children run them (the bench sets none)."""
+    from lambda_ingest import store
+    from lambda_ingest.settings import Settings
+
+    return {
+        "copy_multipart_threshold": store.COPY_MULTIPART_THRESHOLD,
+        "copy_part_size": store.COPY_PART_SIZE,
+        "copy_concurrency": Settings.copy_concurrency,
+        "md5_chunk_size": store.MD5_CHUNK_SIZE,
+        "md5_connections": store.MD5_CONNECTIONS,
+    }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -483,12 +577,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kinds", type=choices(KINDS), default=KINDS, help="frame layouts (default .fits,.fits.fz)")
     parser.add_argument("--uploads", type=choices(UPLOADS), default=UPLOADS, help="single,multipart (default both)")
     parser.add_argument("--systems", type=choices(SYSTEMS), default=SYSTEMS, help="ours,baseline (default both)")
+    parser.add_argument(
+        "--networks", type=choices(NETWORKS), default=NETWORKS, help="loopback,model (default both; see bench/model.py)"
+    )
+    parser.add_argument("--coldstart-runs", type=int, default=None, help="cold starts before/after (default 5)")
+    parser.add_argument(
+        "--copy-sizes", type=sizes, default=None, help="copy sweep under the model (default 8MiB..1GiB, doubling)"
+    )
+
+    def bursts(text: str) -> list[tuple[int, int]]:
+        found = []
+        for item in text.split(","):
+            count, _, size = item.strip().partition("x")
+            found.append((int(count), parse_size(size)))
+        return found
+
+    parser.add_argument(
+        "--e2e", type=bursts, default=None, help="bursts COUNTxSIZE, end-to-end latency (default 1000x1MB,20x1GB)"
+    )
+    parser.add_argument("--e2e-workers", type=int, default=8, help="concurrent function instances in the bursts")
     parser.add_argument("--part-size", type=parse_size, default=parse_size("8MiB"), help="multipart part size")
     parser.add_argument(
         "--md5-rounds", type=int, default=None, help="md5 vs plain read rounds (default 3; 5 below --large-size)"
     )
     parser.add_argument("--import-runs", type=int, default=None, help="cold import runs (default 5)")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 1MB,8MB, 1 repeat, output in bench/results")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 1MB,10MB, both networks, 1 repeat, output in bench/results"
+    )
     parser.add_argument("--doc", type=Path, default=None, help="markdown output (default docs/benchmarks.md)")
     parser.add_argument("--plot", type=Path, default=None, help="PNG output (default docs/benchmarks.png)")
     parser.add_argument("--json", type=Path, default=None, help="raw results (default bench/results/<date>.json)")
@@ -498,7 +613,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--build-bundle", action="store_true", help="measure a freshly pip-built bundle")
     opts = parser.parse_args(argv)
     quick = opts.quick
-    opts.sizes = opts.sizes or ([parse_size("1MB"), parse_size("8MB")] if quick else [10**7, 10**8, 10**9])
+    opts.sizes = opts.sizes or ([parse_size("1MB"), parse_size("10MB")] if quick else [10**7, 10**8, 10**9])
+    opts.coldstart_runs = opts.coldstart_runs or (1 if quick else 5)
+    opts.copy_sizes = opts.copy_sizes or [
+        2**20 * n for n in ((8, 16, 32) if quick else (8, 16, 32, 64, 128, 256, 512, 1024))
+    ]
+    default_bursts = [(20, 10**6), (2, 32 * 10**6)] if quick else [(1000, 10**6), (20, 10**9)]
+    opts.e2e = opts.e2e if opts.e2e is not None else default_bursts
     # Small frames take a tenth of a second, where the shared machine's noise weighs most: more repeats.
     opts.repeats = opts.repeats or (1 if quick else 5)
     opts.large_repeats = opts.large_repeats or (1 if quick else 3)

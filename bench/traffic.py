@@ -88,7 +88,9 @@ def install() -> Traffic:
         target = _target(request)
         with traffic._lock:
             traffic.requests[f"{request.method} {target}"] += 1
-        if request.method in ("PUT", "POST"):
+        # Data sent: object bodies (PutObject, UploadPart) go in PUTs; S3's POSTs carry small XML
+        # (CompleteMultipartUpload), other AWS calls (DynamoDB) JSON in POSTs.
+        if request.method == "PUT" or (request.method == "POST" and target == OTHER):
             traffic.add(traffic.sent, target, _body_length(request))
         _current.target = target
         try:

@@ -27,23 +27,20 @@ import hashlib
 import io
 import json
 import os
+import select
 import sys
 import time
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, unquote_plus
 
 if TYPE_CHECKING:
     from bench.traffic import Traffic
 
 Invoke = Callable[[str, int, str, bool], dict[str, Any]]
 """invoke(key, size, etag, multipart) -> details of the ingest (stages, version id, md5, frame id)."""
-
-# The baseline reads the object with one GET: moto answers every ranged GET by reading the whole object,
-# so boto3's default (8 MiB ranged parts in parallel) would cost O(size^2) on the local endpoint only.
-SINGLE_GET_THRESHOLD = 64 * 1024**3
 
 
 def _rss_now() -> int:
@@ -130,10 +127,19 @@ def _measured(args: argparse.Namespace, traffic: Traffic, invoke: Invoke) -> dic
     }
 
 
+def _lazy_init() -> None:
+    """The function's init as it was before issue 14: nothing loaded ahead of the first record."""
+    from lambda_ingest import snapstart
+
+    snapstart.prepare = lambda: None  # type: ignore[assignment]
+
+
 def run_ours(args: argparse.Namespace) -> dict[str, Any]:
     from bench.traffic import install
 
     traffic = install()
+    if args.lazy_init:
+        _lazy_init()
     start = time.perf_counter()
     from lambda_ingest.handler import handler
 
@@ -190,9 +196,9 @@ def run_baseline(args: argparse.Namespace) -> dict[str, Any]:
             endpoint, region = os.environ["S3_ENDPOINT_URL"], os.environ.get("AWS_DEFAULT_REGION")
             clients.append(boto3.client("s3", endpoint_url=endpoint, region_name=region))
         fileobj = io.BytesIO()  # in memory, as ocs_ingester itself handles files (Lambda's /tmp is 512 MB)
-        clients[0].download_fileobj(
-            args.bucket, key, fileobj, Config=TransferConfig(multipart_threshold=SINGLE_GET_THRESHOLD)
-        )
+        # boto3's defaults: ranged GETs of 8 MiB on up to 10 connections (the local S3 serves a range in
+        # time proportional to it, lambda_ingest.local.s3).
+        clients[0].download_fileobj(args.bucket, key, fileobj, Config=TransferConfig())
         fileobj.seek(0)
         download_ms = (time.perf_counter() - start) * 1000
         record = ingester.upload_file_and_ingest_to_archive(fileobj, path=key)
@@ -261,9 +267,79 @@ def run_md5(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def run_copy(args: argparse.Namespace) -> dict[str, Any]:
+    """One CopyObject against parallel UploadPartCopy of the same object (as the settings size the parts)."""
+    from lambda_ingest import store
+    from lambda_ingest.settings import get_settings
+
+    obj = store.head(args.bucket, args.key)
+    attrs = {"content_type": "application/octet-stream", "content_disposition": "attachment"}
+    settings = get_settings()
+    part = store.part_size(obj.size, store.COPY_PART_SIZE, settings.copy_concurrency)
+    archive = settings.bucket
+    times: dict[str, list[float]] = {"copy_object_s": [], "parts_s": []}
+    for _ in range(args.rounds):
+        for name, threshold in (("copy_object_s", store.MAX_COPY_OBJECT_SIZE), ("parts_s", 0)):
+            store.COPY_MULTIPART_THRESHOLD = threshold  # this worker process measures both paths
+            start = time.perf_counter()
+            version = store.copy_to_archive(obj, archive, args.key, storage_class="STANDARD", **attrs)
+            times[name].append(time.perf_counter() - start)
+            store.delete_version(archive, args.key, version)
+    return {
+        **{name: min(values) for name, values in times.items()},
+        "parts": -(-obj.size // part),
+        "part_size": part,
+        "concurrency": settings.copy_concurrency,
+    }
+
+
+def run_consume(args: argparse.Namespace) -> dict[str, Any]:
+    """One function instance of the burst: receive from SQS, invoke the handler, note when each key is done."""
+    import boto3
+
+    if args.lazy_init:
+        _lazy_init()
+    from lambda_ingest.context import LocalContext
+    from lambda_ingest.handler import handler
+    from lambda_ingest.local.stack import sqs_event
+
+    sqs = boto3.client("sqs", endpoint_url=os.environ["BENCH_SQS_ENDPOINT"], region_name="us-east-1")
+    context = LocalContext(function_name="lambda-ingest-burst")
+    done: dict[str, float] = {}
+    failed = 0
+    idle = 0
+    stopping = False  # the parent has uploaded every frame: stop once the queue stays empty
+    _handshake(args)  # warm (imported) before the burst starts
+    while not stopping or idle < args.idle_polls:
+        if not stopping and select.select([sys.stdin], [], [], 0)[0]:
+            stopping = sys.stdin.readline().strip() in ("stop", "")
+            idle = 0
+        messages = sqs.receive_message(
+            QueueUrl=args.queue, MaxNumberOfMessages=10, WaitTimeSeconds=1, AttributeNames=["All"]
+        ).get("Messages", [])
+        if not messages:
+            idle += 1
+            continue
+        idle = 0
+        with contextlib.redirect_stdout(io.StringIO()):
+            response = handler(sqs_event(messages, args.queue_arn), context)
+        finished = time.time()
+        failures = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+        failed += len(failures)
+        for message in messages:
+            if message["MessageId"] in failures:
+                continue
+            for record in json.loads(message["Body"]).get("Records", []):
+                done[unquote_plus(record["s3"]["object"]["key"])] = finished
+            sqs.delete_message(QueueUrl=args.queue, ReceiptHandle=message["ReceiptHandle"])
+    return {"done": done, "failed": failed, "peak_rss_bytes": _peak_rss()}
+
+
 def run_import(args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter()
-    if args.target == "ours":
+    if args.target == "ours-lazy":
+        _lazy_init()
+    if args.target in ("ours", "ours-lazy"):
         import lambda_ingest.handler  # noqa: F401
     else:
         import boto3  # noqa: F401
@@ -273,7 +349,7 @@ def run_import(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.worker", description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("ours", "baseline", "md5", "import"))
+    parser.add_argument("mode", choices=("ours", "baseline", "md5", "import", "copy", "consume"))
     parser.add_argument("--bucket", default="")
     parser.add_argument("--key", default="")
     parser.add_argument("--size", type=int, default=0)
@@ -285,10 +361,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--notify-fd", type=int, default=-1)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--expect-md5", default="")
-    parser.add_argument("--target", choices=("ours", "baseline"), default="ours")
+    parser.add_argument("--target", choices=("ours", "ours-lazy", "baseline"), default="ours")
+    parser.add_argument("--lazy-init", action="store_true", help="init as before issue 14 (nothing preloaded)")
+    parser.add_argument("--queue", default="")
+    parser.add_argument("--queue-arn", default="")
+    parser.add_argument("--idle-polls", type=int, default=3)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    runners = {"ours": run_ours, "baseline": run_baseline, "md5": run_md5, "import": run_import}
+    runners = {
+        "ours": run_ours,
+        "baseline": run_baseline,
+        "md5": run_md5,
+        "import": run_import,
+        "copy": run_copy,
+        "consume": run_consume,
+    }
     try:
         result: dict[str, Any] = {"ok": True, **runners[args.mode](args)}
     except Exception as exc:

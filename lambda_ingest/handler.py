@@ -25,7 +25,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from lambda_ingest import batch_operations, events
+from lambda_ingest import batch_operations, events, snapstart
 from lambda_ingest.errors import BackoffRetryError, SystemFaultError, TransientError
 from lambda_ingest.observability import logger, metrics, opentsdb, tracer
 from lambda_ingest.outcomes import processor, report_system_fault
@@ -40,6 +40,7 @@ THROUGHPUT_BYTES_PER_S = 50 * 1024 * 1024
 
 _batch = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 _context: Any = None  # the current invocation's context, for the time budget
+snapstart.prepare()  # init loads what the first record needs; SnapStart restore hooks
 
 
 def record_budget_ms(size: int | None) -> int:

@@ -91,7 +91,7 @@ class Settings:
     http_connect_timeout: float = 5.0
     http_read_timeout: float = 30.0
     # Parallel part copies above store.COPY_MULTIPART_THRESHOLD
-    copy_concurrency: int = 8
+    copy_concurrency: int = 16
     keep_landing_object: bool = False
     # Header reading limits (a hostile file must not exhaust memory or time)
     # (defaults are fits_header.HeaderLimits'; the operator's remedy when a rejection names one)

@@ -9,11 +9,15 @@ expired or wrong credentials and KMS errors StorageAccessError (a fault of the s
 from __future__ import annotations
 
 import hashlib
+import math
 import re
+import time
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, BinaryIO
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -28,13 +32,6 @@ from lambda_ingest.errors import (
 from lambda_ingest.settings import get_settings
 
 PLAIN_MD5 = re.compile(r"^[0-9a-f]{32}$")
-MIB = 1024**2
-# Not settings (no operator has a reason to change them; tests override them in code).
-# Above this size a copy is a parallel multipart copy (CopyObject's own limit is 5 GiB).
-COPY_MULTIPART_THRESHOLD = 5 * 1024 * MIB
-COPY_PART_SIZE = 512 * MIB
-MD5_CHUNK_SIZE = 8 * MIB  # read size when an md5 must be streamed (multipart/KMS objects)
-
 _GONE = {"NoSuchKey", "404", "NotFound", "NoSuchVersion"}
 # The deployment's fault: a bucket that does not exist, permissions, credentials, encryption keys.
 _ACCESS = {
@@ -170,24 +167,127 @@ def open_stream(obj: ObjectInfo) -> Iterator[BinaryIO]:
         body.close()
 
 
-def stream_md5(obj: ObjectInfo) -> str:
-    """md5 of the whole object, read once in fixed-size chunks (memory independent of size: two chunks).
+# The md5 stream keeps this many byte ranges in flight, one connection each. One S3 connection delivers
+# roughly 85-90 MB/s (AWS's performance guidelines) after a first-byte latency of tens of milliseconds: a
+# 2 MiB range takes ~45 ms, ~48 MB/s, so 14 of them (~680 MB/s) keep up with md5 itself (~500-750 MB/s per
+# core). Memory is this many chunks (MD5_CHUNK_SIZE each) plus one, whatever the object's size. Smaller
+# ranges cost more requests, and each costs the client ~2 ms of CPU (botocore), as much per GB at 1 MiB as
+# md5 itself; larger ones cost more memory. See docs/benchmarks.md.
+MD5_CONNECTIONS = 14
+MD5_CHUNK_SIZE = 2 * 1024**2  # one range of the md5 stream
+# A range that fails (connection reset, truncated body, 5xx after botocore's own retries) is fetched again,
+# alone, this many times in all, with a short growing pause; the other ranges carry on meanwhile.
+RANGE_ATTEMPTS = 4
+RANGE_RETRY_PAUSE = 0.05  # seconds, doubled at each attempt
+READ_SLICE = 256 * 1024  # bytes per socket read into a range's buffer
 
-    Reading and hashing overlap: one thread fetches the next chunk while this one hashes the last (hashlib
-    releases the GIL on large buffers), so the stream runs at the slower of the two, not their sum.
+
+def fetch_range(obj: ObjectInfo, offset: int, buffer: memoryview) -> None:
+    """Fill `buffer` with the object's bytes from `offset` (one ranged GET, read straight into the buffer)."""
+    length = len(buffer)
+    what = f"GET {obj.uri} bytes {offset}-{offset + length - 1}"
+    filled = 0
+    with _s3_errors(what):
+        body = clients.s3().get_object(
+            Bucket=obj.bucket, Key=obj.key, Range=f"bytes={offset}-{offset + length - 1}", **_pin(obj)
+        )["Body"]
+        try:
+            # In slices: urllib3's readinto reads into a temporary bytes of the slice's size, then copies.
+            while filled < length and (n := body.readinto(buffer[filled : filled + READ_SLICE])):
+                filled += n
+        finally:
+            body.close()
+    if filled != length:  # a body cut short: S3 closed the connection early
+        raise StorageUnavailableError(f"{what}: short read ({filled} bytes)")
+
+
+def _fetch_range_retried(obj: ObjectInfo, offset: int, buffer: memoryview) -> None:
+    """One range of the md5 stream, fetched again on a transient failure (a changed/gone object is final)."""
+    for attempt in range(1, RANGE_ATTEMPTS + 1):
+        try:
+            fetch_range(obj, offset, buffer)
+            return
+        except StorageUnavailableError:
+            if attempt == RANGE_ATTEMPTS:
+                raise
+            time.sleep(RANGE_RETRY_PAUSE * 2 ** (attempt - 1))
+
+
+def stream_md5(obj: ObjectInfo, connections: int | None = None) -> str:
+    """md5 of the whole object, fetched as byte ranges on several connections at once, hashed in order.
+
+    One GET stream is capped by S3's per-connection throughput, far below md5's own speed; ranges on
+    `connections` connections (default MD5_CONNECTIONS) in parallel are not. Ranges are fed to the one md5
+    strictly in order. Each range is read straight into one of connections + 1 buffers of one chunk, reused
+    from range to range (one is being hashed while the others fill), so memory is bounded by
+    (connections + 1) x chunk whatever the object's size, with no allocation per range. hashlib releases the
+    GIL on large buffers, so hashing overlaps the fetches. Every range is pinned to the event's version or
+    ETag; one that fails is retried alone.
+
+    Hand-written rather than boto3's managed download (which also fetches ranges in parallel): that one
+    writes ranges to a seekable file as they arrive, out of order, so hashing in order would need the whole
+    object on disk or in memory.
     """
-    digest = hashlib.md5(usedforsecurity=False)
     chunk = MD5_CHUNK_SIZE
-    with open_stream(obj) as body, ThreadPoolExecutor(max_workers=1) as reader:
-        pending = reader.submit(body.read, chunk)
-        while part := pending.result():
-            pending = reader.submit(body.read, chunk)
-            digest.update(part)
+    connections = max(1, connections or MD5_CONNECTIONS)
+    digest = hashlib.md5(usedforsecurity=False)
+    ranges = iter([(offset, min(chunk, obj.size - offset)) for offset in range(0, obj.size, chunk)])
+    free: list[bytearray] = []  # buffers hashed and ready for another range
+    pool = ThreadPoolExecutor(max_workers=connections, thread_name_prefix="md5-range")
+
+    def submit(offset: int, length: int) -> tuple[Future[None], memoryview]:
+        view = memoryview(free.pop() if free else bytearray(chunk))[:length]
+        return pool.submit(_fetch_range_retried, obj, offset, view), view
+
+    try:
+        pending = deque(submit(*r) for r in islice(ranges, connections))
+        while pending:
+            future, view = pending.popleft()
+            future.result()
+            if (following := next(ranges, None)) is not None:
+                pending.append(submit(*following))
+            digest.update(view)
+            free.append(view.obj)  # type: ignore[arg-type]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # a failure stops the fetches not yet started
     return digest.hexdigest()
 
 
 def _object_attributes(content_type: str, content_disposition: str, metadata: dict[str, str] | None) -> dict[str, Any]:
     return {"ContentType": content_type, "ContentDisposition": content_disposition, "Metadata": dict(metadata or {})}
+
+
+# S3's multipart limits (https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html).
+MIN_PART_SIZE = 5 * 1024**2
+MAX_PART_SIZE = 5 * 1024**3
+MAX_PARTS = 10_000
+MAX_COPY_OBJECT_SIZE = 5 * 1024**3  # CopyObject's own limit: larger objects must be copied in parts
+MAX_PUT_OBJECT_SIZE = 5 * 1024**3  # PutObject's: larger uploads must be made in parts
+# Not settings (tests override them in code). Measured under the benchmark's S3 model (docs/benchmarks.md):
+# parallel parts pay from ~16 MiB; parts are at least this, raised by part_size() to fit.
+COPY_MULTIPART_THRESHOLD = 16 * 1024**2
+COPY_PART_SIZE = MIN_PART_SIZE
+
+
+def part_size(size: int, configured: int, concurrency: int | None = None) -> int:
+    """The part size for `size` bytes: at least the configured size, raised so the parts fit in S3's 10,000
+    and in one round of `concurrency` parallel requests, within S3's 5 MiB..5 GiB.
+
+    One round: every part copies at the same per-request rate on S3's side, so the copy lasts about one
+    part's time; more, smaller parts would only add requests (each billed) and rounds.
+    """
+    wanted = max(configured, math.ceil(size / MAX_PARTS), math.ceil(size / concurrency) if concurrency else 0)
+    return min(MAX_PART_SIZE, max(MIN_PART_SIZE, wanted))
+
+
+def copy_in_parts(size: int, threshold: int) -> bool:
+    """Whether a copy of `size` bytes is made of parallel UploadPartCopy requests rather than one CopyObject.
+
+    S3 copies one request at a time at a bounded rate, so a large object copies several times faster as
+    parts copied in parallel; below the threshold the extra requests (create, complete) cost more than the
+    parallelism saves. CopyObject cannot copy more than 5 GiB at all.
+    """
+    return size > min(threshold, MAX_COPY_OBJECT_SIZE)
 
 
 def copy_to_archive(
@@ -200,11 +300,15 @@ def copy_to_archive(
     storage_class: str,
     metadata: dict[str, str] | None = None,
 ) -> str:
-    """Server-side copy of exactly `obj` (its version/ETag) to the archive; returns the new VersionId."""
+    """Server-side copy of exactly `obj` (its version/ETag) to the archive; returns the new VersionId.
+
+    The archive copy carries its own attributes and no tags: the landing object's tags (e.g. a rejection's)
+    never leak into the archive, whichever copy path is taken.
+    """
     source: dict[str, str] = {"Bucket": obj.bucket, "Key": obj.key, **_version_args(obj.version_id)}
     extra = _object_attributes(content_type, content_disposition, metadata)
     what = f"copy {obj.uri} -> s3://{dest_bucket}/{dest_key}"
-    if obj.size <= COPY_MULTIPART_THRESHOLD:
+    if not copy_in_parts(obj.size, COPY_MULTIPART_THRESHOLD):
         with _s3_errors(what):
             resp = clients.s3().copy_object(
                 Bucket=dest_bucket,
@@ -212,6 +316,7 @@ def copy_to_archive(
                 CopySource=source,
                 CopySourceIfMatch=f'"{obj.etag}"',
                 MetadataDirective="REPLACE",
+                TaggingDirective="REPLACE",  # with no Tagging given: the copy has none
                 StorageClass=storage_class,
                 **extra,
             )
@@ -234,10 +339,11 @@ def _multipart_copy(
 ) -> dict[str, Any]:
     # Hand-written rather than boto3's managed copy(): that one discards CompleteMultipartUpload's
     # VersionId, which is the archive's version key; reading it back later could race another writer.
+    # A multipart upload starts with no tags, as CopyObject with TaggingDirective=REPLACE does.
     settings = get_settings()
     s3 = clients.s3()
-    part_size = COPY_PART_SIZE
-    ranges = [(i, min(i + part_size, obj.size) - 1) for i in range(0, obj.size, part_size)]
+    size = part_size(obj.size, COPY_PART_SIZE, settings.copy_concurrency)
+    ranges = [(i, min(i + size, obj.size) - 1) for i in range(0, obj.size, size)]
     with _s3_errors(what):
         upload_id = s3.create_multipart_upload(Bucket=dest_bucket, Key=dest_key, StorageClass=storage_class, **extra)[
             "UploadId"
@@ -256,9 +362,13 @@ def _multipart_copy(
             )
         return {"PartNumber": number, "ETag": part["CopyPartResult"]["ETag"]}
 
+    pool = ThreadPoolExecutor(max_workers=settings.copy_concurrency, thread_name_prefix="copy-part")
     try:
-        with ThreadPoolExecutor(max_workers=settings.copy_concurrency) as pool:
-            parts = list(pool.map(lambda args: copy_part(*args), [(n + 1, a, b) for n, (a, b) in enumerate(ranges)]))
+        try:
+            futures = [pool.submit(copy_part, n + 1, a, b) for n, (a, b) in enumerate(ranges)]
+            parts = [f.result() for f in futures]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # one failed part: the parts not started never run
         with _s3_errors(what):
             return s3.complete_multipart_upload(
                 Bucket=dest_bucket, Key=dest_key, UploadId=upload_id, MultipartUpload={"Parts": parts}
@@ -285,19 +395,22 @@ def upload_to_archive(
     s3 = clients.s3()
     extra = {**_object_attributes(content_type, content_disposition, metadata), "StorageClass": storage_class}
     what = f"upload to s3://{dest_bucket}/{dest_key}"
-    if size <= COPY_MULTIPART_THRESHOLD:
+    # One PUT whenever S3 allows it: the parts of a local file are sent one after another, so unlike a
+    # server-side copy, splitting it would only add requests.
+    if size <= MAX_PUT_OBJECT_SIZE:
         with _s3_errors(what):
             resp = s3.put_object(Bucket=dest_bucket, Key=dest_key, Body=body, **extra)
     else:
         # Hand-written for the same reason as _multipart_copy: upload_fileobj() hides the VersionId.
+        chunk = part_size(size, COPY_PART_SIZE)
         with _s3_errors(what):
             upload_id = s3.create_multipart_upload(Bucket=dest_bucket, Key=dest_key, **extra)["UploadId"]
         try:
             parts = []
-            for number, chunk in enumerate(iter(lambda: body.read(COPY_PART_SIZE), b""), 1):
+            for number, data in enumerate(iter(lambda: body.read(chunk), b""), 1):
                 with _s3_errors(f"{what} part {number}"):
                     etag = s3.upload_part(
-                        Bucket=dest_bucket, Key=dest_key, UploadId=upload_id, PartNumber=number, Body=chunk
+                        Bucket=dest_bucket, Key=dest_key, UploadId=upload_id, PartNumber=number, Body=data
                     )["ETag"]
                 parts.append({"PartNumber": number, "ETag": etag})
             with _s3_errors(what):
