@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, BinaryIO
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    CredentialRetrievalError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
 
 from lambda_ingest import clients
 from lambda_ingest.errors import (
@@ -54,7 +60,6 @@ _TRANSIENT = {
     "Throttling",
     "ThrottlingException",
     "RequestTimeout",
-    "RequestTimeTooSkewed",
     "InternalError",
     "ServiceUnavailable",
     "503",
@@ -97,6 +102,8 @@ def translate(exc: Exception, what: str) -> Exception:
         message = " ".join(str(error.get("Message") or "").split())
         if code in _ACCESS or code.startswith("KMS") or status == 403:
             return StorageAccessError(f"{what}: S3 refused ({code or status}){': ' + message if message else ''}")
+        if code == "NoSuchUpload":  # our multipart copy was aborted under us (a lifecycle rule): try again
+            return StorageUnavailableError(f"{what}: S3 answered {code}")
         if code in _GONE or status == 404:
             return ObjectGoneError(f"{what}: no such object or version")
         if code in _CHANGED or status == 412:
@@ -104,6 +111,8 @@ def translate(exc: Exception, what: str) -> Exception:
         if code in _TRANSIENT or status >= 500 or status == 429:
             return StorageUnavailableError(f"{what}: S3 answered {code or status}")
         return StorageAccessError(f"{what}: S3 refused ({code or status}){': ' + message if message else ''}")
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError)):
+        return StorageAccessError(f"{what}: no usable AWS credentials ({type(exc).__name__})")
     if isinstance(exc, (BotoCoreError, OSError)):  # timeouts, connection errors, incomplete reads
         return StorageUnavailableError(f"{what}: {type(exc).__name__}")
     return exc

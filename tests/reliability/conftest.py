@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from lambda_ingest.context import LocalContext as LambdaContext
-from tests.reliability.support import FAULT_MARKER, IngestQueue, LogCapture, S3Faults, make_queue
+from tests.reliability.support import IngestQueue, LogCapture, S3Faults, make_queue
 
 
 @pytest.fixture
@@ -28,22 +28,8 @@ def queue(s3: Any, archive_api: Any) -> IngestQueue:
 
 
 @pytest.fixture
-def s3_faults(archive_api: Any, monkeypatch: pytest.MonkeyPatch) -> S3Faults:
-    """S3 errors injected before moto sees the request; botocore's retry backoff made instant (no sleeps)."""
-    from botocore.retries import standard
-    from moto.core.botocore_stubber import BotocoreStubber
-
-    monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", lambda self, context: 0)
-    original = BotocoreStubber.__call__
-
-    def stub_unless_faulted(self: Any, event_name: str, request: Any, **kwargs: Any) -> Any:
-        # Every before-send handler runs and botocore takes the first response: a request the fault hook
-        # (more specific, so called first) already answered must not be executed by moto as well.
-        if FAULT_MARKER in request.headers:
-            return None
-        return original(self, event_name, request, **kwargs)
-
-    monkeypatch.setattr(BotocoreStubber, "__call__", stub_unless_faulted)
+def s3_faults(archive_api: Any) -> S3Faults:
+    """S3 errors answered in S3's place on the engine's client (botocore's before-call hook), never sent."""
     faults = S3Faults()
     faults.install()
     return faults
@@ -55,7 +41,7 @@ def logs() -> Iterator[LogCapture]:
     from lambda_ingest.observability import logger
 
     capture = LogCapture()
-    handlers = list(logger._logger.handlers)
+    handlers = list(logger.handlers)
     previous = [h.stream for h in handlers]  # type: ignore[attr-defined]
     for h in handlers:
         h.setStream(capture.buffer)  # type: ignore[attr-defined]

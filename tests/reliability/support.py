@@ -1,5 +1,5 @@
 """Helpers of the reliability suite: SQS delivery as Lambda's event source mapping does it, S3 fault
-injection through botocore's event hooks, log capture, and the one "exactly once, nothing lost" check.
+injection through botocore's public event hooks, log capture, and the one "exactly once, nothing lost" check.
 
 Everything runs in-process: moto's `mock_aws` for S3/SQS and the archive emulator on loopback.
 """
@@ -143,16 +143,8 @@ def make_queue(s3: Any) -> IngestQueue:
 
 
 # --------------------------------------------------------------------------------------------------------
-# S3 faults: botocore's before-send hook answers instead of S3 for the first N calls of an operation
+# S3 faults: botocore's before-call hook answers instead of S3 for the next N calls of an operation
 # --------------------------------------------------------------------------------------------------------
-
-
-class _Raw:
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    def stream(self, **_: Any) -> Iterable[bytes]:
-        yield self._body
 
 
 S3_ERRORS = {
@@ -168,16 +160,32 @@ S3_ERRORS = {
 }
 
 
-FAULT_MARKER = "x-reliability-fault"
+def s3_answer(operation_model: Any, method: str, url: str, code: str) -> tuple[Any, dict[str, Any]]:
+    """S3's error answer `code` to a request, as botocore sees it: the HTTP response and botocore's own
+    parse of it (a HEAD's answer has no body, so botocore sees only its status, as with S3)."""
+    from botocore.awsrequest import AWSResponse
+    from botocore.parsers import create_parser
+
+    status, message = S3_ERRORS[code]
+    body = b"" if method == "HEAD" else s3_error_xml(code, message)
+    headers = {"x-amz-request-id": "FAULT", "Content-Type": "application/xml"}
+    wire = {"status_code": status, "headers": headers, "body": body}
+    parsed = create_parser("rest-xml").parse(wire, operation_model.output_shape)
+    return AWSResponse(url, status, headers, None), parsed
 
 
 class S3Faults:
-    """Make the next `times` calls of an S3 operation fail the way S3 does, before they reach moto.
+    """Make the next `times` calls of an S3 operation fail the way S3 answers, without sending them.
 
-    Counts every attempt botocore sends (its retries included), per operation.
+    Installed on the engine's own client through botocore's public `before-call` hook, which answers a
+    call in S3's place: botocore raises the ClientError it raises for that answer, and nothing reaches moto.
+    The answer stands for the whole call, retries included (botocore retries below this hook): a fault that
+    outlasted every attempt. `calls` counts the engine's calls per operation (answered ones included);
+    `attempts` the requests actually sent (botocore's retries included, answered calls never sent).
     """
 
     def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
         self.attempts: Counter[str] = Counter()
         self._pending: dict[str, list[str]] = {}
         self._lock = threading.Lock()
@@ -189,10 +197,11 @@ class S3Faults:
 
         client = clients.s3()
         if client is not self._client:
-            client.meta.events.register("before-send.s3", self._before_send, unique_id="reliability-s3-faults")
+            client.meta.events.register("before-call.s3", self._before_call, unique_id="reliability-s3-faults")
+            client.meta.events.register("before-send.s3", self._before_send, unique_id="reliability-s3-attempts")
             self._client = client
 
-    def fail(self, operation: str, times: int, code: str = "SlowDown") -> None:
+    def fail(self, operation: str, times: int = 1, code: str = "SlowDown") -> None:
         self.install()
         with self._lock:
             self._pending.setdefault(operation, []).extend([code] * times)
@@ -212,31 +221,28 @@ class S3Faults:
         self.install()
         self._copy_source_reader = reader
 
-    def _before_send(self, request: Any, **kwargs: Any) -> Any:
-        from botocore.awsrequest import AWSResponse
-
-        operation = request.context.get("operation_name") or kwargs.get("event_name", "").rsplit(".", 1)[-1]
+    def _before_call(self, model: Any, params: dict[str, Any], **kwargs: Any) -> Any:
+        operation = model.name
         with self._lock:
-            self.attempts[operation] += 1
+            self.calls[operation] += 1
             queue = self._pending.get(operation)
             code = queue.pop(0) if queue else None
         if code is None and operation == "CopyObject" and self._copy_source_reader is not None:
-            code = self._copy_precondition(request)
+            code = self._copy_precondition(params["headers"])
         if code is None:
             return None
-        # Marked, so moto's stubber (called after this hook) does not execute it too (see the s3_faults fixture).
-        request.headers[FAULT_MARKER] = code
-        status, message = S3_ERRORS[code]
-        body = b"" if request.method == "HEAD" else _s3_error_xml(code, message)
-        return AWSResponse(
-            request.url, status, {"x-amz-request-id": "FAULT", "Content-Type": "application/xml"}, _Raw(body)
-        )
+        return s3_answer(model, params["method"], params["url"], code)
 
-    def _copy_precondition(self, request: Any) -> str | None:
-        wanted = request.headers.get("x-amz-copy-source-if-match")
+    def _before_send(self, request: Any, **kwargs: Any) -> None:
+        operation = request.context.get("operation_name") or kwargs.get("event_name", "").rsplit(".", 1)[-1]
+        with self._lock:
+            self.attempts[operation] += 1
+
+    def _copy_precondition(self, headers: dict[str, Any]) -> str | None:
+        wanted = headers.get("x-amz-copy-source-if-match")
         if not wanted:
             return None
-        source = unquote(request.headers["x-amz-copy-source"]).lstrip("/")
+        source = unquote(headers["x-amz-copy-source"]).lstrip("/")
         path, _, query = source.partition("?versionId=")
         bucket, _, key = path.partition("/")
         extra = {"VersionId": query} if query else {}
@@ -245,7 +251,7 @@ class S3Faults:
         return None if current.strip('"') == wanted.strip('"') else "PreconditionFailed"
 
 
-def _s3_error_xml(code: str, message: str) -> bytes:
+def s3_error_xml(code: str, message: str) -> bytes:
     return (
         f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
         "<RequestId>FAULT</RequestId><HostId>reliability</HostId></Error>"

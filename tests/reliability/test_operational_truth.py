@@ -25,8 +25,6 @@ from tests.reliability.support import (
     upload,
 )
 
-MAX_ATTEMPTS = 5  # clients.S3_MAX_ATTEMPTS: botocore's attempts of one call
-
 
 def emf(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
     """The EMF metric lines printed since the last call."""
@@ -198,17 +196,17 @@ def test_2_unversioned_archive_bucket_is_a_system_fault_never_a_file_fault(
 def test_3_s3_access_errors_fail_the_record_and_never_reject_the_file(
     s3, archive_api, queue, context, s3_faults, capsys, operation: str, code: str
 ) -> None:
-    # Given a frame, and S3 refusing every attempt of the engine's next `operation` with `code` (botocore
-    # retries a HEAD's bare 400, whose code it cannot see)
+    # Given a frame, and S3 refusing every attempt of the engine's next `operation` call with `code` (a
+    # HEAD's answer has no body: botocore sees only its status)
     files = frame_files(1)
     [key] = upload(s3, files)
-    s3_faults.fail(operation, MAX_ATTEMPTS, code)
+    s3_faults.fail(operation, 1, code)
     capsys.readouterr()
     # When the notification is delivered once
     first = queue.deliver_once(handler, context)
     # Then the record failed as a system fault: not tagged, not rejected, not skipped
     assert first is not None and first.failed == first.message_ids
-    assert s3_faults.attempts[operation] >= 1
+    assert s3_faults.calls[operation] >= 1 and s3_faults.pending(operation) == 0
     assert landing_tags(s3) == {key: []}
     metrics = emf(capsys)
     assert counts(metrics, "SystemFaults") == {"storage_access": 1}
@@ -275,29 +273,31 @@ def test_4_12_invalid_setting_is_named_and_retried_never_a_file_fault(
 # --------------------------------------------------------------------------------------------------------
 
 
-def test_5_read_timeout_inside_a_tar_gz_scan_is_retried_not_rejected(
-    s3, archive_api, queue, context, logs, monkeypatch
-) -> None:
-    from botocore.exceptions import ReadTimeoutError
+def test_5_read_timeout_inside_a_tar_gz_scan_is_retried_not_rejected(s3, archive_api, queue, context, logs) -> None:
     from botocore.response import StreamingBody
+    from urllib3.exceptions import ReadTimeoutError
 
+    from lambda_ingest import clients
     from lambda_ingest.local import synthetic as sy
 
-    # Given a good .tar.gz spectrum, and the next body read from S3 timing out (botocore's ReadTimeoutError
-    # is an OSError, as gzip's and tarfile's own errors are)
+    # Given a good .tar.gz spectrum, and the body of the engine's next GET from S3 timing out when read
+    # (botocore's ReadTimeoutError is an OSError, as gzip's and tarfile's own errors are)
     buffer = io.BytesIO()
     sy.write_tarball(buffer)
     files = {(sy.DEFAULT_SPECTRUM_BASENAME, ".tar.gz"): buffer.getvalue()}
     [key] = upload(s3, files)
-    original = StreamingBody.read
     failures = iter([True])
 
-    def time_out_once(self: Any, amt: int | None = None) -> bytes:
-        if next(failures, False):
-            raise ReadTimeoutError(endpoint_url=f"https://s3.amazonaws.com/{LANDING}/{key}")
-        return original(self, amt)
+    class TimingOut(io.RawIOBase):
+        def read(self, size: int = -1) -> bytes:
+            raise ReadTimeoutError(None, f"https://s3.amazonaws.com/{LANDING}/{key}", "Read timed out.")
 
-    monkeypatch.setattr(StreamingBody, "read", time_out_once)
+    def time_out_once(parsed: dict[str, Any], **_: Any) -> None:
+        # botocore's public after-call hook: the response's body is swapped for one whose connection stalls
+        if "Body" in parsed and next(failures, False):
+            parsed["Body"] = StreamingBody(TimingOut(), int(parsed["ContentLength"]))
+
+    clients.s3().meta.events.register("after-call.s3.GetObject", time_out_once, unique_id="read-timeout-once")
     # When the notification is delivered once
     first = queue.deliver_once(handler, context)
     # Then the record failed as transient (storage unavailable); the file is not tagged or called unreadable
