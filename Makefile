@@ -14,7 +14,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 18,20,22
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,infra,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[local,dev,infra,bench]'
 	touch $(STAMP)
 
 demo: $(STAMP)  ## ingest sample frames end to end on the embedded local stack

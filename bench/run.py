@@ -537,15 +537,15 @@ class Bench:
 
 
 def _function_settings() -> dict[str, Any]:
-    """The function's copy and md5 settings, as the children run them (defaults: the bench sets none)."""
+    """The function's copy and md5 constants and settings, as the children run them (the bench sets none)."""
     from lambda_ingest import store
     from lambda_ingest.settings import Settings
 
     return {
-        "copy_multipart_threshold": Settings.copy_multipart_threshold,
-        "copy_part_size": Settings.copy_part_size,
+        "copy_multipart_threshold": store.COPY_MULTIPART_THRESHOLD,
+        "copy_part_size": store.COPY_PART_SIZE,
         "copy_concurrency": Settings.copy_concurrency,
-        "md5_chunk_size": Settings.md5_chunk_size,
+        "md5_chunk_size": store.MD5_CHUNK_SIZE,
         "md5_connections": store.MD5_CONNECTIONS,
     }
 

@@ -144,7 +144,7 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
     from lambda_ingest.handler import handler
 
     import_s = time.perf_counter() - start
-    from lambda_ingest.local.context import LocalContext
+    from lambda_ingest.context import LocalContext
 
     context = LocalContext(function_name="lambda-ingest-bench")
 
@@ -221,10 +221,9 @@ def run_md5(args: argparse.Namespace) -> dict[str, Any]:
 
     traffic = install()
     from lambda_ingest import clients, store
-    from lambda_ingest.settings import get_settings
 
     obj = store.head(args.bucket, args.key)
-    chunk = get_settings().md5_chunk_size
+    chunk = store.MD5_CHUNK_SIZE
     md5_s: list[float] = []
     plain_s: list[float] = []
     digest = ""
@@ -271,17 +270,17 @@ def run_md5(args: argparse.Namespace) -> dict[str, Any]:
 def run_copy(args: argparse.Namespace) -> dict[str, Any]:
     """One CopyObject against parallel UploadPartCopy of the same object (as the settings size the parts)."""
     from lambda_ingest import store
-    from lambda_ingest.settings import get_settings, override_settings
+    from lambda_ingest.settings import get_settings
 
     obj = store.head(args.bucket, args.key)
     attrs = {"content_type": "application/octet-stream", "content_disposition": "attachment"}
     settings = get_settings()
-    part = store.part_size(obj.size, settings.copy_part_size, settings.copy_concurrency)
+    part = store.part_size(obj.size, store.COPY_PART_SIZE, settings.copy_concurrency)
     archive = settings.bucket
     times: dict[str, list[float]] = {"copy_object_s": [], "parts_s": []}
     for _ in range(args.rounds):
         for name, threshold in (("copy_object_s", store.MAX_COPY_OBJECT_SIZE), ("parts_s", 0)):
-            override_settings(copy_multipart_threshold=threshold)
+            store.COPY_MULTIPART_THRESHOLD = threshold  # this worker process measures both paths
             start = time.perf_counter()
             version = store.copy_to_archive(obj, archive, args.key, storage_class="STANDARD", **attrs)
             times[name].append(time.perf_counter() - start)
@@ -300,8 +299,8 @@ def run_consume(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.lazy_init:
         _lazy_init()
+    from lambda_ingest.context import LocalContext
     from lambda_ingest.handler import handler
-    from lambda_ingest.local.context import LocalContext
     from lambda_ingest.local.stack import sqs_event
 
     sqs = boto3.client("sqs", endpoint_url=os.environ["BENCH_SQS_ENDPOINT"], region_name="us-east-1")

@@ -11,11 +11,13 @@ import difflib
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from infra import constants as c
+from lambda_ingest import coerce
 from lambda_ingest.archive_env import ARCHIVE_ENV_NAMES, is_archive_env_name, validate_archive_env
 from lambda_ingest.errors import ConfigurationError
 
@@ -243,39 +245,28 @@ def _opt_str(key: str, value: Any) -> str | None:
     return text or None
 
 
-def _int(key: str, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, bool):
-        raise ConfigError(f"context {key!r} must be an integer, got {value!r}")
+@contextmanager
+def _context_value() -> Iterator[None]:
+    # lambda_ingest.coerce raises the function's ConfigurationError; synth reports a ConfigError.
     try:
-        number = int(str(value).strip())
-    except ValueError:
-        raise ConfigError(f"context {key!r} must be an integer, got {value!r}") from None
-    if not lo <= number <= hi:
-        raise ConfigError(f"context {key!r} must be between {lo} and {hi}, got {number}")
-    return number
+        yield
+    except ConfigurationError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _int(key: str, value: Any, lo: int, hi: int) -> int:
+    with _context_value():
+        return coerce.to_int(value, f"context {key!r}", lo, hi)
 
 
 def _float(key: str, value: Any, lo: float, hi: float) -> float:
-    if isinstance(value, bool):
-        raise ConfigError(f"context {key!r} must be a number, got {value!r}")
-    try:
-        number = float(str(value).strip())
-    except ValueError:
-        raise ConfigError(f"context {key!r} must be a number, got {value!r}") from None
-    if not lo <= number <= hi:
-        raise ConfigError(f"context {key!r} must be between {lo} and {hi}, got {number}")
-    return number
+    with _context_value():
+        return coerce.to_float(value, f"context {key!r}", lo, hi)
 
 
 def _bool(key: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in {"1", "true", "yes", "on"}:
-        return True
-    if text in {"0", "false", "no", "off"}:
-        return False
-    raise ConfigError(f"context {key!r} must be true or false, got {value!r}")
+    with _context_value():
+        return coerce.to_bool(value, f"context {key!r}")
 
 
 def _list(key: str, value: Any) -> tuple[str, ...]:

@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -242,17 +242,6 @@ def archive_key_for(frame: dict[str, Any], extension: str) -> str:
 def _age(modified: datetime, now: datetime) -> str:
     seconds = int((now - modified).total_seconds())
     return f"{seconds // 3600} h" if seconds >= 3600 else f"{seconds // 60} min"
-
-
-def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    chunk: list[Any] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 class _Ticker:
@@ -541,7 +530,7 @@ def add_parser(sub: Any) -> Any:
 
 
 def cmd_audit(args: Any, out: TextIO) -> int:
-    from lambda_ingest.cli import _engine_output
+    from lambda_ingest.observability import quiet_engine
     from lambda_ingest.settings import get_settings, override_settings
 
     checks = tuple(c.strip() for c in args.checks.split(",") if c.strip())
@@ -570,7 +559,7 @@ def cmd_audit(args: Any, out: TextIO) -> int:
                 out.write(finding.line() + "\n")
                 out.flush()
 
-        with _engine_output(verbose=False):  # a re-driven object's engine logs and EMF stay off stdout
+        with quiet_engine(verbose=False):  # a re-driven object's engine logs and EMF stay off stdout
             report = run_audit(options, sink=sink, progress=sys.stderr)
     except IngestError as exc:
         sys.stderr.write(f"lambda-ingest: error: audit stopped: {exc}\n")

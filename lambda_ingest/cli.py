@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import os
 import queue
 import re
@@ -40,11 +39,12 @@ from lambda_ingest.errors import IngestError, RejectedError, SystemFaultError
 # Status words printed in the second column; the engine's outcomes plus the command line's own.
 INGESTED = "ingested"
 ALREADY = "already_ingested"
-NOT_INGESTED = "not_ingested"  # --check-only: the archive does not hold the file
+NOT_IN_ARCHIVE = "not_in_archive"  # --check-only: the archive does not hold the file
 REJECTED = "rejected"  # permanent: the file cannot be ingested as it is
 FAILED = "failed"  # anything else (archive or S3 unavailable, unreadable file); worth retrying
 UNREADABLE = "unreadable"  # replay --dlq: a message that is not an event notification (left in the queue)
-SUCCESS = frozenset({INGESTED, ALREADY, "skipped"})
+SKIPPED = "skipped"  # the object was gone or replaced: nothing to do, nothing wrong
+SUCCESS = frozenset({INGESTED, ALREADY, SKIPPED})
 
 EXIT_OK, EXIT_NOT_DONE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -156,27 +156,11 @@ class Progress:
             self._draw()
 
 
-@contextlib.contextmanager
-def _engine_output(verbose: bool) -> Iterator[None]:
-    """Keep stdout for results while the engine works.
+def _engine_output(verbose: bool) -> contextlib.AbstractContextManager[None]:
+    # observability (Powertools) is imported on use: `lambda-ingest --help` stays quick.
+    from lambda_ingest.observability import quiet_engine
 
-    The engine's structured log lines go to stderr (only with -v: the command line prints its own lines),
-    and CloudWatch EMF blobs, which Powertools prints to stdout and which mean nothing outside Lambda, are
-    dropped. (astropy's header fix-up warnings are silenced where records are built, under a lock that
-    keeps it safe across replay's worker threads.)
-    """
-    from lambda_ingest.observability import logger
-
-    handler = logger.registered_handler
-    previous_stream = handler.setStream(sys.stderr)
-    previous_level = logger.log_level
-    logger.setLevel(logging.INFO if verbose else logging.CRITICAL)
-    try:
-        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
-            yield
-    finally:
-        logger.setLevel(previous_level)
-        handler.setStream(previous_stream)
+    return quiet_engine(verbose)
 
 
 def _apply_common(args: argparse.Namespace) -> None:
@@ -252,7 +236,7 @@ def _check_one(path: str) -> tuple[str, str]:
 
     with open(path, "rb") as fileobj:
         existing = find_existing(LocalFile(fileobj, path))
-    return (ALREADY, existing.url or "") if existing else (NOT_INGESTED, "")
+    return (ALREADY, existing.url or "") if existing else (NOT_IN_ARCHIVE, "")
 
 
 def _ingest_one(path: str, metadata: dict[str, str]) -> tuple[str, str]:
@@ -580,7 +564,7 @@ def cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
         from lambda_ingest.enqueue import cmd_enqueue
 
         return cmd_enqueue(args, out)
-    from lambda_ingest.local.context import LocalContext
+    from lambda_ingest.context import LocalContext
     from lambda_ingest.outcomes import processor
 
     _apply_common(args)
@@ -681,7 +665,7 @@ def _replay_dlq(args: argparse.Namespace, out: TextIO) -> Tally | None:
             release(message)
             raise
         sqs.delete_message(QueueUrl=args.dlq, ReceiptHandle=message["ReceiptHandle"])
-        return outcomes or [{"outcome": "skipped", "object": name, "reason": "the message names no object"}]
+        return outcomes or [{"outcome": SKIPPED, "object": name, "reason": "the message names no object"}]
 
     return _run_all(
         messages,
@@ -698,7 +682,7 @@ def _summary_line(counts: Counter[str], noun: str) -> str:
     unreadable = counts.get(UNREADABLE, 0)
     objects = Counter({k: v for k, v in counts.items() if k != UNREADABLE})
     total = sum(objects.values())
-    order = [INGESTED, ALREADY, NOT_INGESTED, "skipped", REJECTED, FAILED]
+    order = [INGESTED, ALREADY, NOT_IN_ARCHIVE, SKIPPED, REJECTED, FAILED]
     names = sorted(objects, key=lambda k: order.index(k) if k in order else len(order))
     parts = ", ".join(f"{objects[k]} {k.replace('_', ' ')}" for k in names)
     line = f"{total} {noun}{'' if total == 1 else 's'}: {parts or 'nothing to do'}"
@@ -716,8 +700,7 @@ def cmd_samples(args: argparse.Namespace, out: TextIO) -> int:
     import random
     from pathlib import Path
 
-    from lambda_ingest.local.demo import sample_frames
-
+    sample_frames = _local_stack("demo").sample_frames
     folder = Path(args.folder)
     if folder.exists() and not folder.is_dir():
         raise CommandError(f"{folder} exists and is not a directory: give a new or existing folder")
@@ -746,9 +729,26 @@ def cmd_samples(args: argparse.Namespace, out: TextIO) -> int:
 # --- demo ------------------------------------------------------------------------------------------------
 
 
-def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
-    from lambda_ingest.local.demo import run_demo
+LOCAL_EXTRA_HINT = "pip install 'lambda-ingest[local]'"
+# What the local stack needs beyond the Lambda's own dependencies (pyproject.toml's `local` extra).
+LOCAL_EXTRA_MODULES = ("moto", "flask")  # moto[server] brings flask
 
+
+def _local_stack(module: str) -> Any:
+    """A module of lambda_ingest.local (the demo's stack and sample frames), loaded only by the commands that
+    use it: the package itself never imports the test doubles, and without the `local` extra installed the
+    command says in one line how to get it."""
+    import importlib
+    import importlib.util
+
+    for name in LOCAL_EXTRA_MODULES:
+        if importlib.util.find_spec(name) is None:
+            raise CommandError(f"this command needs the local stack ({name} is not installed): {LOCAL_EXTRA_HINT}")
+    return importlib.import_module(f"lambda_ingest.local.{module}")
+
+
+def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
+    run_demo = _local_stack("demo").run_demo
     if args.frames and not os.path.isdir(args.frames):
         args.subparser.error(f"--frames: {args.frames!r} is not a directory")
 
@@ -808,7 +808,7 @@ def _add_ingest(sub: Any) -> None:
         help="upload local files to the archive bucket and register them",
         description="Upload local files to the archive bucket and register them with the Science Archive. "
         "Prints '<path> TAB <status> TAB <url or reason>' per file; status is ingested, already_ingested, "
-        "rejected (fix the file) or failed (retry later).",
+        "rejected (fix the file) or failed (retry later); with --check-only, already_ingested or not_in_archive.",
     )
     ingest.add_argument("paths", nargs="+", metavar="PATH")
     _add_archive_flags(ingest)

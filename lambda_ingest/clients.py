@@ -14,19 +14,26 @@ import boto3
 import botocore.session
 from botocore.config import Config
 
-from lambda_ingest.settings import get_settings
+from lambda_ingest.errors import ConfigurationError
+from lambda_ingest.settings import get_settings, on_reset
 
 _lock = threading.Lock()
+
+# Not settings (tests override them in code): S3 timeouts (seconds) and botocore's attempts per call
+# (standard retry mode: throttling and 5xx answers are retried with backoff inside the one call).
+S3_CONNECT_TIMEOUT = 5.0
+S3_READ_TIMEOUT = 60.0
+S3_MAX_ATTEMPTS = 5
 
 
 @lru_cache(maxsize=8)
 def _client(service: str) -> Any:
     settings = get_settings()
     config = Config(
-        connect_timeout=settings.s3_connect_timeout,
-        read_timeout=settings.s3_read_timeout,
+        connect_timeout=S3_CONNECT_TIMEOUT,
+        read_timeout=S3_READ_TIMEOUT,
         # total_max_attempts counts the first attempt too (botocore's "max_attempts" counts only retries).
-        retries={"mode": "standard", "total_max_attempts": settings.s3_max_attempts},
+        retries={"mode": "standard", "total_max_attempts": S3_MAX_ATTEMPTS},
         # Copies run parts in parallel; keep enough pooled connections for them.
         max_pool_connections=max(10, settings.copy_concurrency * 2),
         signature_version="s3v4" if service == "s3" else None,
@@ -70,6 +77,9 @@ def reset_clients() -> None:
         _secrets_provider.cache_clear()
 
 
+on_reset(reset_clients)  # new settings (endpoint, timeouts, token) mean new clients
+
+
 _SECRET_MAX_AGE = 300  # seconds; a rotated token is picked up within five minutes
 
 
@@ -85,8 +95,6 @@ def archive_token(force_fetch: bool = False) -> str:
     try:
         value = provider.get(settings.auth_token_secret_arn, max_age=_SECRET_MAX_AGE, force_fetch=force_fetch)
     except Exception as exc:  # Powertools' GetParameterError wraps every Secrets Manager failure
-        from lambda_ingest.errors import ConfigurationError
-
         raise ConfigurationError(
             f"archive token secret {settings.auth_token_secret_arn} unreadable: {type(exc.__cause__ or exc).__name__}"
         ) from None

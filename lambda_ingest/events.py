@@ -60,18 +60,7 @@ def from_s3_notification(notification: dict[str, Any]) -> list[ObjectRef]:
         s3 = record.get("s3")
         if not s3 or not str(record.get("eventName", "ObjectCreated")).startswith("ObjectCreated"):
             continue
-        obj = s3.get("object", {})
-        refs.append(
-            ObjectRef(
-                bucket=s3["bucket"]["name"],
-                key=unquote_plus(obj["key"]),
-                version_id=obj.get("versionId") or None,
-                etag=obj.get("eTag") or None,
-                size=obj.get("size"),
-                event_time=record.get("eventTime"),
-                sequencer=obj.get("sequencer") or None,
-            )
-        )
+        refs.append(_ref(s3["bucket"]["name"], s3.get("object", {}), record.get("eventTime"), "versionId", "eTag"))
     return [ref for ref in refs if not ref.key.endswith("/")]
 
 
@@ -80,17 +69,21 @@ def from_eventbridge(event: dict[str, Any]) -> list[ObjectRef]:
     if event.get("detail-type") != "Object Created":
         return []
     detail = event["detail"]
-    obj = detail.get("object", {})
-    ref = ObjectRef(
-        bucket=detail["bucket"]["name"],
-        key=unquote_plus(obj["key"]),
-        version_id=obj.get("version-id") or None,
-        etag=obj.get("etag") or None,
+    ref = _ref(detail["bucket"]["name"], detail.get("object", {}), event.get("time"), "version-id", "etag")
+    return [] if ref.key.endswith("/") else [ref]
+
+
+def _ref(bucket: str, obj: dict[str, Any], event_time: str | None, version_field: str, etag_field: str) -> ObjectRef:
+    """The object of an S3 notification or an EventBridge event: the same fields, spelt differently."""
+    return ObjectRef(
+        bucket=bucket,
+        key=unquote_plus(obj["key"]),  # URL-encoded in both
+        version_id=obj.get(version_field) or None,
+        etag=obj.get(etag_field) or None,
         size=obj.get("size"),
-        event_time=event.get("time"),
+        event_time=event_time,
         sequencer=obj.get("sequencer") or None,
     )
-    return [] if ref.key.endswith("/") else [ref]
 
 
 def from_message_body(body: str, receive_count: int | None = None) -> list[ObjectRef]:

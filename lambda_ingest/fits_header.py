@@ -17,17 +17,18 @@ import math
 import tarfile
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from lambda_ingest.errors import InvalidFileError
 
 BLOCK = 2880
 CARD = 80
-CARDS_PER_BLOCK = BLOCK // CARD
 END_CARD = b"END" + b" " * 77
 # Earlier HDUs' data units are replaced by zeros (never fetched); above this they would cost too much memory.
 MAX_ZERO_FILL = 32 * 1024 * 1024
+
+INITIAL_READ = 36 * BLOCK
 
 RangeReader = Callable[[int, int], bytes]
 """read(offset, length) -> bytes: at most `length` bytes starting at `offset`."""
@@ -37,7 +38,9 @@ RangeReader = Callable[[int, int], bytes]
 class HeaderLimits:
     """Hard limits of a header walk (a hostile file must not exhaust memory or time); settings override them."""
 
-    initial_read: int = 36 * BLOCK  # a typical LCO header (~1,000 cards) in one request
+    # The first ranged read (a typical LCO header, ~1,000 cards, in one request): not a setting, tests
+    # override INITIAL_READ in code (read at construction, so a patched value takes effect).
+    initial_read: int = field(default_factory=lambda: INITIAL_READ)
     max_bytes: int = 2 * 1024 * 1024
     max_cards: int = 5000
     max_hdus: int = 16
@@ -50,7 +53,6 @@ class HeaderScan:
 
     fits_bytes: bytes
     bytes_read: int
-    hdus_walked: int
     validated_hdu: int | None
     missing: tuple[str, ...] = ()
     """When no HDU validated: the required keywords missing from the closest HDU."""
@@ -186,7 +188,7 @@ def walk_headers(
         out += header
         missing = required_set.difference(cards)
         if not missing:
-            return HeaderScan(bytes(out), reader.bytes_read, hdu + 1, hdu)
+            return HeaderScan(bytes(out), reader.bytes_read, hdu)
         if len(missing) < len(closest):
             closest = missing
         # Not the header we need: stand in zeros for its data unit so later HDUs keep their positions
@@ -203,7 +205,7 @@ def walk_headers(
         hdu += 1
     # Every HDU walked, none validated: ocs_archive will say which keywords are missing.
     names = tuple(k for k in required if k.encode("ascii", "replace") in closest)
-    return HeaderScan(bytes(out), reader.bytes_read, hdu, None, names)
+    return HeaderScan(bytes(out), reader.bytes_read, None, names)
 
 
 _NOT_FITS = "not a FITS file: it does not start with a SIMPLE card"

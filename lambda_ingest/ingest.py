@@ -100,7 +100,6 @@ class IngestResult:
 
 def header_limits(settings: Settings) -> HeaderLimits:
     return HeaderLimits(
-        initial_read=settings.header_initial_read,
         max_bytes=settings.header_max_bytes,
         max_cards=settings.header_max_cards,
         max_hdus=settings.header_max_hdus,

@@ -6,13 +6,17 @@ POWERTOOLS_LOG_LEVEL, POWERTOOLS_TRACE_DISABLED); defaults here make it work wit
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import requests
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -20,8 +24,18 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from lambda_ingest.settings import get_settings
 
-if TYPE_CHECKING:
-    from lambda_ingest.ingest import IngestResult
+
+class Measured(Protocol):
+    """What the metrics read from a successful outcome (ingest.Measured; a protocol, so this module,
+    which the engine imports, imports nothing of the engine)."""
+
+    status: str
+    size: int
+    bytes_copied: int
+    header_bytes_read: int
+    observation_end: datetime | None
+    timings_ms: dict[str, float]
+
 
 SERVICE = "lambda_ingest"
 NAMESPACE = "LambdaIngest"
@@ -40,6 +54,27 @@ OPENTSDB_TIMERS = {
 
 
 @contextmanager
+def quiet_engine(verbose: bool) -> Iterator[None]:
+    """Keep stdout for a command's results while the engine works.
+
+    The engine's structured log lines go to stderr (only with -v: the command line prints its own lines),
+    and CloudWatch EMF blobs, which Powertools prints to stdout and which mean nothing outside Lambda, are
+    dropped. (astropy's header fix-up warnings are silenced where records are built, under a lock that
+    keeps it safe across replay's worker threads.)
+    """
+    handler = logger.registered_handler
+    previous_stream = handler.setStream(sys.stderr)
+    previous_level = logger.log_level
+    logger.setLevel(logging.INFO if verbose else logging.CRITICAL)
+    try:
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+            yield
+    finally:
+        logger.setLevel(previous_level)
+        handler.setStream(previous_stream)
+
+
+@contextmanager
 def stage(name: str, timings: dict[str, float]) -> Iterator[None]:
     """Time one ingest step (milliseconds into `timings`) inside an X-Ray subsegment."""
     start = time.perf_counter()
@@ -50,7 +85,7 @@ def stage(name: str, timings: dict[str, float]) -> Iterator[None]:
             timings[name] = round((time.perf_counter() - start) * 1000, 3)
 
 
-def ingest_lag_seconds(result: IngestResult, now: datetime | None = None) -> float | None:
+def ingest_lag_seconds(result: Measured, now: datetime | None = None) -> float | None:
     """Now minus the end of the observation, as ocs_ingester's `ingester.ingest_lag`."""
     end = result.observation_end
     if end is None:
@@ -58,7 +93,7 @@ def ingest_lag_seconds(result: IngestResult, now: datetime | None = None) -> flo
     return ((now or datetime.now(UTC)) - end).total_seconds()
 
 
-def emit_emf(result: IngestResult) -> None:
+def emit_emf(result: Measured) -> None:
     """CloudWatch metrics (EMF) for one successful outcome; flushed by the handler's log_metrics."""
     if result.status == "ingested":
         metrics.add_metric(name="FilesIngested", unit=MetricUnit.Count, value=1)
@@ -106,7 +141,6 @@ class OpenTSDBSink:
     TIMEOUT = (1.0, 2.0)
 
     def __init__(self) -> None:
-        self._pending: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
@@ -115,7 +149,7 @@ class OpenTSDBSink:
         settings = get_settings()
         return bool(settings.opentsdb_hostname) and not settings.opentsdb_test_mode
 
-    def record(self, result: IngestResult) -> None:
+    def record(self, result: Measured) -> None:
         if not self.enabled() or result.status != "ingested":
             return
         settings = get_settings()

@@ -71,24 +71,23 @@ def _outcome(obj: ObjectRef, attempt: Callable[[], dict[str, Any]]) -> dict[str,
         return {"outcome": "rejected", "object": obj.uri, "reason": exc.reason, "class": exc.reason_class}
     except NonFatalDoNotRetryError as exc:
         # Only an object really gone or replaced gets here (SkippedError); nothing to do, nothing wrong.
-        logger.warning(
-            "not ingested",
-            extra={"outcome": "skipped", "object": obj.uri, "reason": exc.reason, "reason_class": exc.reason_class},
-        )
-        emit_failure_emf("skipped", exc.reason_class)
+        _warn("skipped", "skipped", obj, exc)
         return {"outcome": "skipped", "object": obj.uri, "reason": exc.reason, "class": exc.reason_class}
     except TransientError as exc:
-        logger.warning(
-            "transient failure",
-            extra={"outcome": "transient", "object": obj.uri, "reason": exc.reason, "reason_class": exc.reason_class},
-        )
-        emit_failure_emf("transient", exc.reason_class)
+        _warn("transient failure", "transient", obj, exc)
         raise
     except Exception as exc:
         # No layer classified it (a bug, a library error): the system's fault until someone looks. The record
         # fails (retried, then the DLQ) and is alarmed; the file is not blamed.
         report_system_fault(exc, obj.uri)
         raise
+
+
+def _warn(message: str, kind: str, obj: ObjectRef, exc: IngestError) -> None:
+    """One warning line and one count (`kind`: a key of observability.FAILURE_METRICS)."""
+    extra = {"outcome": kind, "object": obj.uri, "reason": exc.reason, "reason_class": exc.reason_class}
+    logger.warning(message, extra=extra)
+    emit_failure_emf(kind, exc.reason_class)
 
 
 UNEXPECTED = "unexpected"  # the SystemFaults reason of an exception outside the error tree

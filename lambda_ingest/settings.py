@@ -11,22 +11,18 @@ from __future__ import annotations
 
 import ast
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from types import ModuleType
 from typing import Any
 
 from lambda_ingest.archive_env import validate_archive_env
+from lambda_ingest.coerce import to_bool, to_float, to_int
 from lambda_ingest.errors import ConfigurationError
 from lambda_ingest.fits_header import HeaderLimits
 
-GIB = 1024**3
-MIB = 1024**2
 FILESTORE_TYPES = ("s3", "local", "dummy")  # ocs_archive's FileStoreFactory
-# S3's limits for a multipart part (and CopyObject's largest single copy).
-S3_MIN_PART = 5 * MIB
-S3_MAX_PART = 5 * GIB
 MAX_COPY_CONCURRENCY = 64  # the S3 client's pool is sized from it; more threads only contend
 
 
@@ -36,47 +32,32 @@ def _text(env: Mapping[str, str], name: str, default: str | None) -> str | None:
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise ConfigurationError(f"{name} must be at most {maximum}, got {value}")
-    return value
+    raw = _text(env, name, None)
+    return default if raw is None else to_int(raw, name, minimum, maximum)
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
+    raw = _text(env, name, None)
+    if raw is None:
         return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+    value = to_float(raw, name)
     if value <= 0:
         raise ConfigurationError(f"{name} must be positive, got {value}")
     return value
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
+    raw = _text(env, name, None)
+    if raw is None:
         return default
-    lowered = raw.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off"}:
-        return False
-    # ocs_ingester parses SUBMIT_METRICS_ASYNCHRONOUSLY with literal_eval ("True"/"False").
     try:
-        return bool(ast.literal_eval(raw))
-    except (ValueError, SyntaxError):
-        raise ConfigurationError(f"{name} must be true or false, got {raw!r}") from None
+        return to_bool(raw, name)
+    except ConfigurationError:
+        # ocs_ingester parses SUBMIT_METRICS_ASYNCHRONOUSLY with literal_eval ("True"/"False", but also "2").
+        try:
+            return bool(ast.literal_eval(raw))
+        except (ValueError, SyntaxError):
+            raise ConfigurationError(f"{name} must be true or false, got {raw!r}") from None
 
 
 # The level names Powertools' Logger accepts (it upper-cases the value); it reads POWERTOOLS_LOG_LEVEL itself,
@@ -105,26 +86,18 @@ class Settings:
     # the Lambda always copies S3 to S3). ocs_archive's own default is "dummy", which stores nothing.
     filestore_type: str = "s3"
     filesystem_storage_root_dir: str | None = None
-    # Timeouts (seconds); every network call has one
+    # Archive API timeouts (seconds); S3's are clients.py's constants
     http_connect_timeout: float = 5.0
     http_read_timeout: float = 30.0
-    s3_connect_timeout: float = 5.0
-    s3_read_timeout: float = 60.0
-    s3_max_attempts: int = 5
-    # Copy
-    # (measured under the benchmark's S3 model, docs/benchmarks.md: parallel parts pay from ~16 MiB)
-    copy_multipart_threshold: int = 16 * MIB
-    copy_part_size: int = 5 * MIB
+    # Parallel part copies above store.COPY_MULTIPART_THRESHOLD
     copy_concurrency: int = 16
     keep_landing_object: bool = False
     # Header reading limits (a hostile file must not exhaust memory or time)
-    # (defaults are fits_header.HeaderLimits': a ~1,000-card LCO header in one 101 KiB request, ...)
-    header_initial_read: int = HeaderLimits.initial_read
+    # (defaults are fits_header.HeaderLimits'; the operator's remedy when a rejection names one)
     header_max_bytes: int = HeaderLimits.max_bytes
     header_max_cards: int = HeaderLimits.max_cards
     header_max_hdus: int = HeaderLimits.max_hdus
     tar_max_scan_bytes: int = HeaderLimits.tar_max_scan_bytes
-    md5_chunk_size: int = 2 * MIB  # one range of the parallel md5 stream (store.MD5_CONNECTIONS in flight)
     # Handler
     idempotency_table: str | None = None
     # A window of hours, not days: a re-upload of the same bytes later is a new upload and must be processed
@@ -175,23 +148,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         filesystem_storage_root_dir=root_dir,
         http_connect_timeout=_float(env, "HTTP_CONNECT_TIMEOUT", Settings.http_connect_timeout),
         http_read_timeout=_float(env, "HTTP_READ_TIMEOUT", Settings.http_read_timeout),
-        s3_connect_timeout=_float(env, "S3_CONNECT_TIMEOUT", Settings.s3_connect_timeout),
-        s3_read_timeout=_float(env, "S3_READ_TIMEOUT", Settings.s3_read_timeout),
-        s3_max_attempts=_int(env, "S3_MAX_ATTEMPTS", Settings.s3_max_attempts, minimum=1),
-        copy_multipart_threshold=_int(
-            env, "COPY_MULTIPART_THRESHOLD", Settings.copy_multipart_threshold, minimum=S3_MIN_PART, maximum=S3_MAX_PART
-        ),
-        copy_part_size=_int(env, "COPY_PART_SIZE", Settings.copy_part_size, minimum=S3_MIN_PART, maximum=S3_MAX_PART),
         copy_concurrency=_int(
             env, "COPY_CONCURRENCY", Settings.copy_concurrency, minimum=1, maximum=MAX_COPY_CONCURRENCY
         ),
         keep_landing_object=_bool(env, "KEEP_LANDING_OBJECT", Settings.keep_landing_object),
-        header_initial_read=_int(env, "HEADER_INITIAL_READ", Settings.header_initial_read, minimum=2880),
         header_max_bytes=_int(env, "HEADER_MAX_BYTES", Settings.header_max_bytes, minimum=2880),
         header_max_cards=_int(env, "HEADER_MAX_CARDS", Settings.header_max_cards, minimum=36),
         header_max_hdus=_int(env, "HEADER_MAX_HDUS", Settings.header_max_hdus, minimum=1),
         tar_max_scan_bytes=_int(env, "TAR_MAX_SCAN_BYTES", Settings.tar_max_scan_bytes, minimum=2880),
-        md5_chunk_size=_int(env, "MD5_CHUNK_SIZE", Settings.md5_chunk_size, minimum=64 * 1024),
         idempotency_table=_text(env, "IDEMPOTENCY_TABLE", None),
         idempotency_expiry_seconds=_int(
             env, "IDEMPOTENCY_EXPIRY_SECONDS", Settings.idempotency_expiry_seconds, minimum=60
@@ -226,14 +190,23 @@ def override_settings(**changes: Any) -> Settings:
     return get_settings()
 
 
+# Caches built from the settings (clients.py's boto3 clients, ...) register here to be forgotten with them;
+# a callback keeps settings.py at the bottom of the import graph (it imports none of its users).
+_on_reset: list[Callable[[], None]] = []
+
+
+def on_reset(callback: Callable[[], None]) -> None:
+    """Call `callback` whenever the settings are forgotten (a cache derived from them)."""
+    _on_reset.append(callback)
+
+
 def reset_settings(keep_overrides: bool = False) -> None:
-    """Forget cached settings and clients (tests and the command line call this after changing env)."""
+    """Forget cached settings and what was built from them (tests and the CLI call this after changing env)."""
     if not keep_overrides:
         _overrides.clear()
     get_settings.cache_clear()
-    from lambda_ingest import clients
-
-    clients.reset_clients()
+    for callback in _on_reset:
+        callback()
 
 
 def ocs_archive_settings() -> ModuleType:
@@ -241,6 +214,3 @@ def ocs_archive_settings() -> ModuleType:
     from ocs_archive.settings import settings as archive_settings
 
     return archive_settings
-
-
-SETTING_NAMES = tuple(f.name for f in fields(Settings))

@@ -140,7 +140,7 @@ class LocalFile:
         return None
 
     def md5(self) -> str:
-        chunk = get_settings().md5_chunk_size
+        chunk = store.MD5_CHUNK_SIZE
         digest = hashlib.md5(usedforsecurity=False)
         with self.stream() as body:
             for part in iter(lambda: body.read(chunk), b""):

@@ -231,6 +231,7 @@ def open_stream(obj: ObjectInfo) -> Iterator[BinaryIO]:
 # ranges cost more requests, and each costs the client ~2 ms of CPU (botocore), as much per GB at 1 MiB as
 # md5 itself; larger ones cost more memory. See docs/benchmarks.md.
 MD5_CONNECTIONS = 14
+MD5_CHUNK_SIZE = 2 * 1024**2  # one range of the md5 stream
 # A range that fails (connection reset, truncated body, 5xx after botocore's own retries) is fetched again,
 # alone, this many times in all, with a short growing pause; the other ranges carry on meanwhile.
 RANGE_ATTEMPTS = 4
@@ -284,7 +285,7 @@ def stream_md5(obj: ObjectInfo, connections: int | None = None) -> str:
     writes ranges to a seekable file as they arrive, out of order, so hashing in order would need the whole
     object on disk or in memory.
     """
-    chunk = get_settings().md5_chunk_size
+    chunk = MD5_CHUNK_SIZE
     connections = max(1, connections or MD5_CONNECTIONS)
     digest = hashlib.md5(usedforsecurity=False)
     ranges = iter([(offset, min(chunk, obj.size - offset)) for offset in range(0, obj.size, chunk)])
@@ -319,6 +320,10 @@ MAX_PART_SIZE = 5 * 1024**3
 MAX_PARTS = 10_000
 MAX_COPY_OBJECT_SIZE = 5 * 1024**3  # CopyObject's own limit: larger objects must be copied in parts
 MAX_PUT_OBJECT_SIZE = 5 * 1024**3  # PutObject's: larger uploads must be made in parts
+# Not settings (tests override them in code). Measured under the benchmark's S3 model (docs/benchmarks.md):
+# parallel parts pay from ~16 MiB; parts are at least this, raised by part_size() to fit.
+COPY_MULTIPART_THRESHOLD = 16 * 1024**2
+COPY_PART_SIZE = MIN_PART_SIZE
 
 
 def part_size(size: int, configured: int, concurrency: int | None = None) -> int:
@@ -357,11 +362,10 @@ def copy_to_archive(
     The archive copy carries its own attributes and no tags: the landing object's tags (e.g. a rejection's)
     never leak into the archive, whichever copy path is taken.
     """
-    settings = get_settings()
     source: dict[str, str] = {"Bucket": obj.bucket, "Key": obj.key, **_version_args(obj.version_id)}
     extra = _object_attributes(content_type, content_disposition, metadata)
     what = f"copy {obj.uri} -> s3://{dest_bucket}/{dest_key}"
-    if not copy_in_parts(obj.size, settings.copy_multipart_threshold):
+    if not copy_in_parts(obj.size, COPY_MULTIPART_THRESHOLD):
         with _s3_errors(what):
             resp = clients.s3().copy_object(
                 Bucket=dest_bucket,
@@ -395,7 +399,7 @@ def _multipart_copy(
     # A multipart upload starts with no tags, as CopyObject with TaggingDirective=REPLACE does.
     settings = get_settings()
     s3 = clients.s3()
-    size = part_size(obj.size, settings.copy_part_size, settings.copy_concurrency)
+    size = part_size(obj.size, COPY_PART_SIZE, settings.copy_concurrency)
     ranges = [(i, min(i + size, obj.size) - 1) for i in range(0, obj.size, size)]
     with _s3_errors(what):
         upload_id = s3.create_multipart_upload(Bucket=dest_bucket, Key=dest_key, StorageClass=storage_class, **extra)[
@@ -445,7 +449,6 @@ def upload_to_archive(
     metadata: dict[str, str] | None = None,
 ) -> str:
     """Upload a local file object to the archive bucket; returns the new VersionId."""
-    settings = get_settings()
     s3 = clients.s3()
     extra = {**_object_attributes(content_type, content_disposition, metadata), "StorageClass": storage_class}
     what = f"upload to s3://{dest_bucket}/{dest_key}"
@@ -456,7 +459,7 @@ def upload_to_archive(
             resp = s3.put_object(Bucket=dest_bucket, Key=dest_key, Body=body, **extra)
     else:
         # Hand-written for the same reason as _multipart_copy: upload_fileobj() hides the VersionId.
-        chunk = part_size(size, settings.copy_part_size)
+        chunk = part_size(size, COPY_PART_SIZE)
         with _s3_errors(what):
             upload_id = s3.create_multipart_upload(Bucket=dest_bucket, Key=dest_key, **extra)["UploadId"]
         try:

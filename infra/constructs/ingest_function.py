@@ -215,22 +215,13 @@ class IngestFunction(Construct):
     def _grant_storage(self, landing: s3.IBucket, archive: s3.IBucket) -> None:
         # Explicit actions instead of grant_read/grant_delete/grant_put: those add List*, GetBucket*,
         # DeleteObject* and PutObjectRetention/LegalHold, none of which the function calls.
-        iam.Grant.add_to_principal(
-            grantee=self.role,
-            actions=list(LANDING_OBJECT_ACTIONS),
-            resource_arns=[landing.arn_for_objects("*")],
-        )
-        iam.Grant.add_to_principal(
-            grantee=self.role, actions=list(LANDING_BUCKET_ACTIONS), resource_arns=[landing.bucket_arn]
-        )
-        iam.Grant.add_to_principal(
-            grantee=self.role,
-            actions=list(ARCHIVE_OBJECT_ACTIONS),
-            resource_arns=[archive.arn_for_objects("*")],
-        )
-        iam.Grant.add_to_principal(
-            grantee=self.role, actions=list(ARCHIVE_BUCKET_ACTIONS), resource_arns=[archive.bucket_arn]
-        )
+        for actions, arn in (
+            (LANDING_OBJECT_ACTIONS, landing.arn_for_objects("*")),
+            (LANDING_BUCKET_ACTIONS, landing.bucket_arn),
+            (ARCHIVE_OBJECT_ACTIONS, archive.arn_for_objects("*")),
+            (ARCHIVE_BUCKET_ACTIONS, archive.bucket_arn),
+        ):
+            iam.Grant.add_to_principal(grantee=self.role, actions=list(actions), resource_arns=[arn])
         suppress(
             self.role,
             "IAM5",

@@ -62,50 +62,36 @@ class Monitoring(Construct):
             self.topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
 
         self.alarms = {
-            "DeadLetterQueueNotEmpty": cloudwatch.Alarm(
-                self,
+            "DeadLetterQueueNotEmpty": self._alarm(
                 "DeadLetterQueueNotEmpty",
-                alarm_description="Ingest messages gave up after max_receive_count tries: see docs/deploy.md "
+                "Ingest messages gave up after max_receive_count tries: see docs/deploy.md "
                 "'Redrive the dead-letter queue'.",
-                metric=dead_letter_queue.metric_approximate_number_of_messages_visible(
+                dead_letter_queue.metric_approximate_number_of_messages_visible(
                     statistic="Maximum", period=Duration.minutes(1)
                 ),
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                1,
+                at_least=True,
             ),
-            "OldestMessageAge": cloudwatch.Alarm(
-                self,
+            "OldestMessageAge": self._alarm(
                 "OldestMessageAge",
-                alarm_description="Uploads wait too long: the function is failing, throttled or capped by "
-                "max_concurrency.",
-                metric=queue.metric_approximate_age_of_oldest_message(statistic="Maximum", period=PERIOD),
-                threshold=config.oldest_message_alarm_minutes * 60,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                "Uploads wait too long: the function is failing, throttled or capped by max_concurrency.",
+                queue.metric_approximate_age_of_oldest_message(statistic="Maximum", period=PERIOD),
+                config.oldest_message_alarm_minutes * 60,
             ),
-            "FunctionErrors": cloudwatch.Alarm(
-                self,
+            "FunctionErrors": self._alarm(
                 "FunctionErrors",
-                alarm_description="Whole invocations failed (crash, timeout, bad configuration); per-file "
+                "Whole invocations failed (crash, timeout, bad configuration); per-file "
                 "failures are reported to SQS, not counted here.",
-                metric=function.metric_errors(statistic="Sum", period=PERIOD),
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                function.metric_errors(statistic="Sum", period=PERIOD),
+                1,
+                at_least=True,
             ),
-            "FunctionThrottles": cloudwatch.Alarm(
-                self,
+            "FunctionThrottles": self._alarm(
                 "FunctionThrottles",
-                alarm_description="The function was throttled (account concurrency exhausted).",
-                metric=function.metric_throttles(statistic="Sum", period=PERIOD),
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                "The function was throttled (account concurrency exhausted).",
+                function.metric_throttles(statistic="Sum", period=PERIOD),
+                1,
+                at_least=True,
             ),
             "FilesRejected": self._outcome_alarm(
                 c.REJECTED_METRIC,
@@ -148,15 +134,12 @@ class Monitoring(Construct):
                 "`lambda-ingest audit` for the report (docs/operations.md).",
                 period=Duration.hours(1),
             )
-            self.alarms["AuditErrors"] = cloudwatch.Alarm(
-                self,
+            self.alarms["AuditErrors"] = self._alarm(
                 "AuditErrors",
-                alarm_description="The scheduled audit failed to run to the end: its log names the cause.",
-                metric=audit_function.metric_errors(statistic="Sum", period=PERIOD),
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                "The scheduled audit failed to run to the end: its log names the cause.",
+                audit_function.metric_errors(statistic="Sum", period=PERIOD),
+                1,
+                at_least=True,
             )
         action = cw_actions.SnsAction(self.topic)
         for alarm in self.alarms.values():
@@ -168,14 +151,21 @@ class Monitoring(Construct):
     def _outcome_alarm(
         self, metric_name: str, threshold: int, description: str, period: Duration = PERIOD
     ) -> cloudwatch.Alarm:
+        return self._alarm(metric_name, description, namespace_total(metric_name, period), threshold)
+
+    def _alarm(
+        self, alarm_id: str, description: str, metric: cloudwatch.IMetric, threshold: float, at_least: bool = False
+    ) -> cloudwatch.Alarm:
+        """One evaluation period; no data is not a breach (an idle ingest is healthy)."""
+        op = cloudwatch.ComparisonOperator
         return cloudwatch.Alarm(
             self,
-            metric_name,
+            alarm_id,
             alarm_description=description,
-            metric=namespace_total(metric_name, period),
+            metric=metric,
             threshold=threshold,
             evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            comparison_operator=op.GREATER_THAN_OR_EQUAL_TO_THRESHOLD if at_least else op.GREATER_THAN_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
 

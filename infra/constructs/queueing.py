@@ -19,19 +19,12 @@ class Queueing(Construct):
     def __init__(self, scope: Construct, construct_id: str, config: IngestConfig, landing: s3.IBucket) -> None:
         super().__init__(scope, construct_id)
         # SSE-SQS (not a KMS key): S3 can deliver to it without a key policy, and it costs nothing extra.
-        self.dead_letter_queue = sqs.Queue(
-            self,
-            c.DEAD_LETTER_QUEUE_ID,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=RETENTION,
-        )
+        common = {"encryption": sqs.QueueEncryption.SQS_MANAGED, "enforce_ssl": True, "retention_period": RETENTION}
+        self.dead_letter_queue = sqs.Queue(self, c.DEAD_LETTER_QUEUE_ID, **common)
         self.queue = sqs.Queue(
             self,
             c.INGEST_QUEUE_ID,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=RETENTION,
+            **common,
             visibility_timeout=Duration.seconds(config.visibility_timeout_seconds),
             dead_letter_queue=sqs.DeadLetterQueue(
                 queue=self.dead_letter_queue, max_receive_count=config.max_receive_count

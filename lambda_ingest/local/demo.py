@@ -22,8 +22,8 @@ from typing import Any, TextIO
 
 import requests
 
+from lambda_ingest.context import LocalContext
 from lambda_ingest.local import synthetic
-from lambda_ingest.local.context import LocalContext
 from lambda_ingest.local.stack import ARCHIVE_BUCKET, LANDING_BUCKET, LocalStack
 
 

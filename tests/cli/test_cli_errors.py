@@ -10,6 +10,7 @@ import socket
 
 import pytest
 
+from lambda_ingest import clients
 from lambda_ingest.cli import main
 from lambda_ingest.local.stack import LANDING_BUCKET
 from lambda_ingest.settings import reset_settings
@@ -73,7 +74,7 @@ def test_an_unreachable_endpoint_names_it(command, in_process, new_frame, monkey
     endpoint = f"http://127.0.0.1:{closed_port()}"
     monkeypatch.setenv("S3_ENDPOINT_URL", endpoint)
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-    monkeypatch.setenv("S3_MAX_ATTEMPTS", "1")  # the answer, not botocore's retries, is under test
+    monkeypatch.setattr(clients, "S3_MAX_ATTEMPTS", 1)  # the answer, not botocore's retries, is under test
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     reset_settings()
     argv = {

@@ -85,7 +85,7 @@ def test_check_only_exit_code_says_whether_the_archive_holds_the_file(stack, new
 
     # A file it does not hold: exit 1; one of each: exit 1
     assert main(["ingest", "--check-only", str(fresh), str(held)]) == 1
-    assert [row[1] for row in lines(capsys.readouterr().out)] == ["not_ingested", "already_ingested"]
+    assert [row[1] for row in lines(capsys.readouterr().out)] == ["not_in_archive", "already_ingested"]
 
     # And checking wrote nothing
     assert archive_versions(stack) == written
@@ -96,7 +96,7 @@ def test_check_only_needs_no_valid_headers(new_frame, in_process, capsys) -> Non
     # As ocs_ingester's check: name and md5 only, so a file the archive refuses is simply not held
     bad = new_frame(drop=("DAY-OBS", "SITEID"))
     assert main(["ingest", "--check-only", str(bad)]) == 1
-    assert lines(capsys.readouterr().out) == [[str(bad), "not_ingested", ""]]
+    assert lines(capsys.readouterr().out) == [[str(bad), "not_in_archive", ""]]
 
 
 def test_flags_win_over_the_environment(stack, new_frame, in_process, monkeypatch, capsys) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 import json
 
+from lambda_ingest.context import LocalContext
 from lambda_ingest.handler import handler
-from lambda_ingest.local.context import LocalContext
 from lambda_ingest.local.stack import LANDING_BUCKET, sqs_event
 from tests.cli.conftest import archive_frames, basename, lines
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import sys
+
+import pytest
 
 from lambda_ingest.cli import main
 from lambda_ingest.local import demo
@@ -29,7 +32,7 @@ def test_samples_are_frames_the_other_commands_take(stack, in_process, tmp_path,
     assert main(["ingest", "--check-only", raw]) == 1
     assert main(["ingest", *written]) == 1  # the one lacking DAY-OBS is rejected
     statuses = sorted(row[1] for row in lines(capsys.readouterr().out))
-    assert statuses == ["already_ingested", "ingested", "ingested", "not_ingested", "rejected"]
+    assert statuses == ["already_ingested", "ingested", "ingested", "not_in_archive", "rejected"]
     assert len(archive_frames(stack)) >= 2
 
 
@@ -50,6 +53,24 @@ def test_samples_into_a_file_is_one_line_and_exit_2(tmp_path, capsys) -> None:
         "",
         f"lambda-ingest: error: {target} exists and is not a directory: give a new or existing folder\n",
     )
+
+
+@pytest.mark.parametrize("argv", [["demo"], ["samples", "DIR"]], ids=["demo", "samples"])
+def test_without_the_local_extra_demo_and_samples_say_how_to_get_it(argv, tmp_path, monkeypatch, capsys) -> None:
+    # Given an install without the `local` extra (moto is not importable)
+    monkeypatch.setitem(sys.modules, "moto", None)
+    # When the command runs
+    code = main([str(tmp_path / "samples") if arg == "DIR" else arg for arg in argv])
+    # Then it stops with one line saying how to install the local stack, and writes nothing
+    assert (code, capsys.readouterr()) == (
+        2,
+        (
+            "",
+            "lambda-ingest: error: this command needs the local stack (moto is not installed): "
+            "pip install 'lambda-ingest[local]'\n",
+        ),
+    )
+    assert not (tmp_path / "samples").exists()
 
 
 def test_the_demo_table_fits_a_120_column_terminal() -> None:

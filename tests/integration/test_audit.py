@@ -214,7 +214,7 @@ def test_an_unreachable_archive_stops_the_audit_with_an_error(s3, archive_api, c
 
 def test_the_scheduled_audit_publishes_its_counts_as_metrics(planted, monkeypatch, capsys) -> None:
     from lambda_ingest.audit import handler
-    from lambda_ingest.local.context import LocalContext
+    from lambda_ingest.context import LocalContext
     from lambda_ingest.settings import reset_settings
 
     # Given the audit function's environment (LANDING_BUCKET, BUCKET)

@@ -15,8 +15,8 @@ from urllib.parse import quote_plus
 
 import pytest
 
+from lambda_ingest.context import LocalContext
 from lambda_ingest.handler import handler
-from lambda_ingest.local.context import LocalContext
 from lambda_ingest.settings import reset_settings
 from tests.conftest import LANDING, ROOT
 from tests.integration.test_handler import bad_frame, frame

@@ -12,6 +12,7 @@ import pytest
 import requests
 
 import lambda_ingest as ingester
+from lambda_ingest import clients
 from lambda_ingest.record import json_safe
 from tests.conftest import ADMIN_TOKEN, ARCHIVE, real_frames
 
@@ -357,7 +358,10 @@ FAILURES = {
         ingester.DoNotRetryError,
     ),
     "S3 unreachable": (
-        lambda mp, arch, tmp: _env(mp, S3_ENDPOINT_URL="http://127.0.0.1:9", S3_MAX_ATTEMPTS="1"),
+        lambda mp, arch, tmp: (
+            mp.setattr(clients, "S3_MAX_ATTEMPTS", 1),
+            _env(mp, S3_ENDPOINT_URL="http://127.0.0.1:9"),
+        ),
         lambda: ingester.upload_file_to_file_store(frame(seed=29)),
         ingester.BackoffRetryError,
     ),

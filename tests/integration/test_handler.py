@@ -10,8 +10,8 @@ from urllib.parse import quote_plus
 
 import pytest
 
+from lambda_ingest.context import LocalContext as LambdaContext
 from lambda_ingest.handler import handler
-from lambda_ingest.local.context import LocalContext as LambdaContext
 from tests.conftest import ADMIN_TOKEN, ARCHIVE, LANDING
 
 NAME = "cpt1m010-kb70-20151219-0073-e00"

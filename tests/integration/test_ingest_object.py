@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from lambda_ingest import store
 from lambda_ingest.errors import ArchiveUnavailableError, ObjectChangedError, ObjectGoneError, RecordError
 from lambda_ingest.ingest import ingest_object
 from lambda_ingest.record import json_safe
@@ -139,7 +140,6 @@ def test_byte_identical_file_under_another_name_is_already_ingested_without_orph
 
 
 def test_multipart_upload_md5_is_streamed(s3, archive_api, monkeypatch) -> None:
-    from lambda_ingest.settings import reset_settings
 
     data = synthetic(data_bytes=12 * 1024 * 1024)
     mpu = s3.create_multipart_upload(Bucket=LANDING, Key=NAME + ".fits.fz")
@@ -157,9 +157,8 @@ def test_multipart_upload_md5_is_streamed(s3, archive_api, monkeypatch) -> None:
         Bucket=LANDING, Key=NAME + ".fits.fz", UploadId=mpu["UploadId"], MultipartUpload={"Parts": parts}
     )
     # Force the multipart copy path too, with 5 MiB parts.
-    monkeypatch.setenv("COPY_MULTIPART_THRESHOLD", str(5 * 1024 * 1024))
-    monkeypatch.setenv("COPY_PART_SIZE", str(5 * 1024 * 1024))
-    reset_settings()
+    monkeypatch.setattr(store, "COPY_MULTIPART_THRESHOLD", 5 * 1024 * 1024)
+    monkeypatch.setattr(store, "COPY_PART_SIZE", 5 * 1024 * 1024)
     result = ingest_object(LANDING, NAME + ".fits.fz")
     assert result.md5 == hashlib.md5(data).hexdigest()
     copied = s3.get_object(Bucket=ARCHIVE, Key=result.archive_key, VersionId=result.version_id)

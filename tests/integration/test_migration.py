@@ -268,9 +268,9 @@ def test_local_file_store_stores_at_ocs_ingesters_path_and_registers(
 
 
 def test_the_function_refuses_a_file_store_other_than_s3_at_start(s3, archive_api, monkeypatch, tmp_path: Path):
+    from lambda_ingest.context import LocalContext
     from lambda_ingest.errors import ConfigurationError
     from lambda_ingest.handler import handler
-    from lambda_ingest.local.context import LocalContext
 
     # Given the function configured with ocs_ingester's local file store
     configure_lambda_ingest(monkeypatch, FILESTORE_TYPE="local", FILESYSTEM_STORAGE_ROOT_DIR=str(tmp_path))

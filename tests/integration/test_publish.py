@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from lambda_ingest.context import LocalContext
 from lambda_ingest.handler import handler
-from lambda_ingest.local.context import LocalContext
 from lambda_ingest.settings import reset_settings
 from tests.conftest import ARCHIVE, LANDING
 from tests.integration.test_handler import bad_frame, drain, frame

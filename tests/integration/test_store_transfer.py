@@ -15,7 +15,6 @@ import pytest
 from lambda_ingest import store
 from lambda_ingest.errors import ObjectChangedError, ObjectGoneError, StorageUnavailableError
 from lambda_ingest.ingest import ingest_object
-from lambda_ingest.settings import override_settings
 from tests.conftest import ARCHIVE, LANDING
 
 NAME = "cpt1m010-kb70-20151219-0073-e00"
@@ -43,11 +42,11 @@ def frame(data_bytes: int, extension: str = ".fits.fz") -> bytes:
 
 
 @pytest.fixture
-def multipart_object(s3: Any) -> tuple[store.ObjectInfo, bytes]:
+def multipart_object(s3: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[store.ObjectInfo, bytes]:
     """A 12 MiB object of distinct bytes uploaded in three parts, read in 256 KiB ranges."""
     data = os.urandom(12 * MIB)
     multipart_upload(s3, "big.fits.fz", data)
-    override_settings(md5_chunk_size=256 * 1024)
+    monkeypatch.setattr(store, "MD5_CHUNK_SIZE", 256 * 1024)
     return store.head(LANDING, "big.fits.fz"), data
 
 
@@ -170,11 +169,12 @@ def test_copy_path_is_chosen_by_size(size: int, threshold: int, in_parts: bool) 
 
 
 @pytest.mark.parametrize("path", ["CopyObject", "UploadPartCopy"])
-def test_landing_tags_never_reach_the_archive(s3, archive_api, path: str) -> None:
+def test_landing_tags_never_reach_the_archive(s3, archive_api, monkeypatch, path: str) -> None:
     # Given a landing frame carrying tags (e.g. left by an earlier rejection), uploaded in parts
     data = frame(11 * MIB)
     multipart_upload(s3, NAME + ".fits.fz", data, Tagging="ingest-status=rejected&reason=bad_header")
-    override_settings(copy_multipart_threshold=PART if path == "UploadPartCopy" else 1024**3, copy_part_size=PART)
+    monkeypatch.setattr(store, "COPY_MULTIPART_THRESHOLD", PART if path == "UploadPartCopy" else 1024**3)
+    monkeypatch.setattr(store, "COPY_PART_SIZE", PART)
     # When it is ingested through either copy path
     result = ingest_object(LANDING, NAME + ".fits.fz")
     # Then the archive copy holds the bytes and no tags
@@ -191,7 +191,8 @@ def test_a_copy_needing_more_than_the_part_limit_uses_larger_parts(s3, archive_a
     data = frame(21 * MIB)
     multipart_upload(s3, NAME + ".fits.fz", data)
     monkeypatch.setattr(store, "MAX_PARTS", 3)
-    override_settings(copy_multipart_threshold=PART, copy_part_size=PART)
+    monkeypatch.setattr(store, "COPY_MULTIPART_THRESHOLD", PART)
+    monkeypatch.setattr(store, "COPY_PART_SIZE", PART)
     # When it is ingested (5 MiB parts would need 5)
     result = ingest_object(LANDING, NAME + ".fits.fz")
     # Then the copy is made of 3 larger parts and holds the bytes
@@ -201,14 +202,15 @@ def test_a_copy_needing_more_than_the_part_limit_uses_larger_parts(s3, archive_a
     assert result.md5 == hashlib.md5(data).hexdigest()
 
 
-def test_a_part_copy_that_fails_leaves_no_upload(s3) -> None:
+def test_a_part_copy_that_fails_leaves_no_upload(s3, monkeypatch) -> None:
     # Given a landing object named by its event, then deleted before its copy
     # (moto ignores CopySourceIfMatch on UploadPartCopy, so a replaced object cannot show this here)
     data = os.urandom(12 * MIB)
     multipart_upload(s3, "raw.fits.fz", data)
     obj = store.head(LANDING, "raw.fits.fz")
     s3.delete_object(Bucket=LANDING, Key="raw.fits.fz")
-    override_settings(copy_multipart_threshold=PART, copy_part_size=PART)
+    monkeypatch.setattr(store, "COPY_MULTIPART_THRESHOLD", PART)
+    monkeypatch.setattr(store, "COPY_PART_SIZE", PART)
     attrs = {"content_type": "image/fits", "content_disposition": "attachment", "storage_class": "STANDARD"}
     # When it is copied in parts; Then the copy fails as gone and the multipart upload is aborted
     with pytest.raises(ObjectGoneError):
@@ -223,7 +225,8 @@ def test_a_local_file_is_one_put_unless_s3_needs_parts(s3, monkeypatch: pytest.M
     # Given a 12 MiB local file (above the copy threshold)
     data = os.urandom(12 * MIB)
     attrs = {"content_type": "image/fits", "content_disposition": "attachment", "storage_class": "STANDARD"}
-    override_settings(copy_multipart_threshold=PART, copy_part_size=PART)
+    monkeypatch.setattr(store, "COPY_MULTIPART_THRESHOLD", PART)
+    monkeypatch.setattr(store, "COPY_PART_SIZE", PART)
     # When it is uploaded; Then it is one PUT (its ETag is its md5)
     version = store.upload_to_archive(io.BytesIO(data), len(data), ARCHIVE, "one.fits", **attrs)
     put = s3.get_object(Bucket=ARCHIVE, Key="one.fits", VersionId=version)

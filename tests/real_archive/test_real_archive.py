@@ -62,8 +62,8 @@ def s3_event(key: str) -> dict[str, Any]:
 
 
 def run(event: dict[str, Any]) -> Any:
+    from lambda_ingest.context import LocalContext
     from lambda_ingest.handler import handler
-    from lambda_ingest.local.context import LocalContext
 
     return handler(event, LocalContext())
 

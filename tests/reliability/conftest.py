@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from lambda_ingest.local.context import LocalContext as LambdaContext
+from lambda_ingest.context import LocalContext as LambdaContext
 from tests.reliability.support import IngestQueue, LogCapture, S3Faults, make_queue
 
 

@@ -122,7 +122,7 @@ def test_landing_object_deleted_before_processing_is_skipped_once_with_a_clear_l
     assert s3_faults.attempts["GetObject"] == 1 and s3_faults.attempts["HeadObject"] == 0
     assert queue.depth() == 0 and queue.dead_letters() == []
     # And one warning line names the object, the outcome and why
-    [line] = logs.with_message("not ingested")
+    [line] = logs.with_message("skipped")
     assert line["level"] == "WARNING"
     assert line["outcome"] == "skipped"
     assert line["object"] == f"s3://{LANDING}/{key}"
@@ -146,7 +146,7 @@ def test_overwritten_before_processing_ingests_only_the_newer_upload_through_its
     invocations = queue.deliver_all(handler, context)
     # Then neither is retried; the first event's outcome says why it was not ingested ...
     assert all(i.failed == [] for i in invocations)
-    [skipped] = logs.with_message("not ingested")
+    [skipped] = logs.with_message("skipped")
     assert skipped["outcome"] == "skipped" and "overwritten after the event" in skipped["reason"]
     # ... and the archive holds exactly the newer upload, headers and bytes alike: never a mix
     assert_exactly_once(s3, archive_api, {(basename, ext): new})
@@ -185,7 +185,7 @@ def test_overwritten_during_processing_is_never_mixed(
     invocations = queue.deliver_all(handler, context)
     # Then the read or copy pinned to the event's ETag was refused: the first ingest says why, is not retried ...
     assert all(i.failed == [] for i in invocations)
-    [skipped] = logs.with_message("not ingested")
+    [skipped] = logs.with_message("skipped")
     why = "overwritten after the event" if moment == "before_first_read" else "changed since the event"
     assert why in skipped["reason"]
     # ... and the newer upload alone is registered, with its own headers and bytes

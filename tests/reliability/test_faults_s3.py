@@ -31,17 +31,13 @@ def test_engine_client_retries_each_s3_call_in_standard_mode_up_to_the_configure
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from lambda_ingest import clients
-    from lambda_ingest.settings import get_settings, reset_settings
 
-    # Given the default settings, and then S3_MAX_ATTEMPTS=3
+    # Given the default constants, and then S3_MAX_ATTEMPTS=3
     default = clients.s3().meta.config
-    assert default.retries == {"mode": "standard", "total_max_attempts": get_settings().s3_max_attempts}
-    assert (default.connect_timeout, default.read_timeout) == (
-        get_settings().s3_connect_timeout,
-        get_settings().s3_read_timeout,
-    )
-    monkeypatch.setenv("S3_MAX_ATTEMPTS", "3")
-    reset_settings()
+    assert default.retries == {"mode": "standard", "total_max_attempts": clients.S3_MAX_ATTEMPTS}
+    assert (default.connect_timeout, default.read_timeout) == (clients.S3_CONNECT_TIMEOUT, clients.S3_READ_TIMEOUT)
+    monkeypatch.setattr(clients, "S3_MAX_ATTEMPTS", 3)
+    clients.reset_clients()
     # Then the engine's S3 client is rebuilt with botocore's standard retries, three attempts in all
     assert clients.s3().meta.config.retries == {"mode": "standard", "total_max_attempts": 3}
 

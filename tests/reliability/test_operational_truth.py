@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from lambda_ingest.context import LocalContext
 from lambda_ingest.handler import handler, record_budget_ms
-from lambda_ingest.local.context import LocalContext
 from tests.conftest import ADMIN_TOKEN, ARCHIVE, LANDING
 from tests.reliability.support import (
     MAX_RECEIVE_COUNT,
@@ -248,8 +248,8 @@ def test_an_unclassified_error_is_a_system_fault_not_a_rejection(
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("DAYS_UNTIL_PUBLIC", "abc"), ("COPY_PART_SIZE", str(6 * 1024**3)), ("COPY_PART_SIZE", "1024")],
-    ids=["days-until-public", "part-size-over-5GiB", "part-size-under-5MiB"],
+    [("DAYS_UNTIL_PUBLIC", "abc"), ("COPY_CONCURRENCY", "65"), ("COPY_CONCURRENCY", "0")],
+    ids=["days-until-public", "copy-concurrency-over-64", "copy-concurrency-zero"],
 )
 def test_4_12_invalid_setting_is_named_and_retried_never_a_file_fault(
     s3, archive_api, queue, context, logs, capsys, monkeypatch, name: str, value: str

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from lambda_ingest import store
 from lambda_ingest.handler import handler
 from lambda_ingest.local.synthetic import make_frame_bytes
 from tests.conftest import LANDING
@@ -80,7 +81,6 @@ def test_a_small_single_part_frame_costs_four_s3_requests_three_in_a_row(s3, arc
 
 def test_a_small_multipart_frame_adds_only_its_md5_ranges(s3, archive_api, s3_faults) -> None:
     from lambda_ingest.ingest import ingest_object
-    from lambda_ingest.settings import get_settings
 
     # Given a small frame uploaded in two parts (its ETag is not an md5: the object must be read for one)
     data = make_frame_bytes(NAME, ".fits", data_bytes=6 * 2**20)
@@ -99,7 +99,7 @@ def test_a_small_multipart_frame_adds_only_its_md5_ranges(s3, archive_api, s3_fa
     # Then it is registered with the md5 of its bytes, and the only requests added are the md5's ranges
     assert result.status == "ingested"
     assert archive_api.versions()[0]["md5"] == md5(data)
-    ranges = -(-len(data) // get_settings().md5_chunk_size)
+    ranges = -(-len(data) // store.MD5_CHUNK_SIZE)
     assert dict(s3_faults.attempts) == {
         "GetObject": 1 + ranges,
         "ListObjectVersions": 1,

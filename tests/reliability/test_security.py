@@ -132,9 +132,12 @@ def fetched(monkeypatch) -> list[int]:
     return sizes
 
 
-def limits_env(monkeypatch, **values: int) -> None:
+def limits_env(monkeypatch, initial_read: int | None = None, **values: int) -> None:
+    from lambda_ingest import fits_header
     from lambda_ingest.settings import reset_settings
 
+    if initial_read is not None:  # a constant, not a setting
+        monkeypatch.setattr(fits_header, "INITIAL_READ", initial_read)
     for name, value in values.items():
         monkeypatch.setenv(name, str(value))
     reset_settings()
@@ -166,7 +169,7 @@ def test_card_limit_stops_a_10000_card_header_after_reading_a_bounded_prefix(s3,
 
 def test_byte_limit_is_a_setting(s3, archive_api, monkeypatch, fetched) -> None:
     # Given HEADER_MAX_BYTES lowered to 10 blocks, and a frame with 1,000 extra cards (about 100 KB of header)
-    limits_env(monkeypatch, HEADER_MAX_BYTES=10 * 2880, HEADER_INITIAL_READ=2880)
+    limits_env(monkeypatch, initial_read=2880, HEADER_MAX_BYTES=10 * 2880)
     s3.put_object(Bucket=LANDING, Key="big.fits", Body=sy.huge_header_frame(1_000))
     # When it is ingested, Then it is refused naming the limit, having fetched no more than twice the limit
     error, _ = ingest_rejected("big.fits")
@@ -186,7 +189,7 @@ def hdu_chain(extensions: int) -> bytes:
 @pytest.mark.parametrize("max_hdus", [16, 4])
 def test_hdu_limit_stops_the_walk(s3, archive_api, monkeypatch, fetched, max_hdus: int) -> None:
     # Given a file of 40 HDUs, none holding the required keywords, and HEADER_MAX_HDUS at `max_hdus`
-    limits_env(monkeypatch, HEADER_MAX_HDUS=max_hdus, HEADER_INITIAL_READ=2880)
+    limits_env(monkeypatch, initial_read=2880, HEADER_MAX_HDUS=max_hdus)
     s3.put_object(Bucket=LANDING, Key="many.fits", Body=hdu_chain(40))
     # When it is ingested, Then it is refused after walking exactly max_hdus headers
     error, _ = ingest_rejected("many.fits")
@@ -208,12 +211,14 @@ def test_a_header_declaring_a_petabyte_data_unit_costs_one_read(s3, archive_api,
 
 def test_limits_are_settings_with_safe_defaults_and_floors() -> None:
     from lambda_ingest.errors import ConfigurationError
+    from lambda_ingest.fits_header import HeaderLimits
     from lambda_ingest.settings import load_settings
 
     # The defaults: the documented safe values
     defaults = load_settings({})
     assert (defaults.header_max_cards, defaults.header_max_bytes, defaults.header_max_hdus) == (5000, 2 * 2**20, 16)
-    assert (defaults.header_initial_read, defaults.tar_max_scan_bytes) == (36 * 2880, 256 * 2**20)
+    assert defaults.tar_max_scan_bytes == 256 * 2**20
+    assert HeaderLimits().initial_read == 36 * 2880  # a constant (fits_header.INITIAL_READ), not a setting
     # Overridable by environment, and refused below a floor that would make every file fail (or zero limits)
     assert load_settings({"HEADER_MAX_CARDS": "100000"}).header_max_cards == 100000
     for name in ("HEADER_MAX_CARDS", "HEADER_MAX_BYTES", "HEADER_MAX_HDUS", "TAR_MAX_SCAN_BYTES"):
@@ -229,6 +234,5 @@ def test_the_limits_are_documented() -> None:
         "HEADER_MAX_CARDS": "5000 cards",
         "HEADER_MAX_BYTES": "2 MiB",
         "HEADER_MAX_HDUS": "16 HDUs",
-        "HEADER_INITIAL_READ": "36 blocks (103,680 bytes)",
         "TAR_MAX_SCAN_BYTES": "256 MiB",
     }

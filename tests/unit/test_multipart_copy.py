@@ -18,7 +18,6 @@ from botocore.awsrequest import AWSResponse
 
 from lambda_ingest import clients, store
 from lambda_ingest.errors import StorageUnavailableError
-from lambda_ingest.settings import reset_settings
 from tests.conftest import ARCHIVE, LANDING
 
 MIB = 1024**2
@@ -28,10 +27,9 @@ COPY_ATTRS = {"content_type": "image/fits", "content_disposition": "attachment",
 
 
 def configure_copy(monkeypatch: pytest.MonkeyPatch, *, threshold: int, part_size: int) -> None:
-    """The copy knobs, set where the engine reads them (today: settings from the environment)."""
-    monkeypatch.setenv("COPY_MULTIPART_THRESHOLD", str(threshold))
-    monkeypatch.setenv("COPY_PART_SIZE", str(part_size))
-    reset_settings()
+    """The copy knobs, set where the engine reads them (store's constants)."""
+    monkeypatch.setattr(store, "COPY_MULTIPART_THRESHOLD", threshold)
+    monkeypatch.setattr(store, "COPY_PART_SIZE", part_size)
 
 
 def multipart_etag(data: bytes, part_size: int) -> str:

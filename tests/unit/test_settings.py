@@ -27,7 +27,7 @@ def test_api_root_with_or_without_slash(root: str) -> None:
     [
         ({"S3_DAYS_TO_IA_STORAGE": "sixty"}, "S3_DAYS_TO_IA_STORAGE"),
         ({"HTTP_READ_TIMEOUT": "-1"}, "HTTP_READ_TIMEOUT"),
-        ({"COPY_PART_SIZE": "1024"}, "COPY_PART_SIZE"),
+        ({"COPY_CONCURRENCY": "0"}, "COPY_CONCURRENCY"),
         ({"KEEP_LANDING_OBJECT": "maybe"}, "KEEP_LANDING_OBJECT"),
         ({"API_ROOT": "archive.example.org"}, "API_ROOT"),
         ({"HEADER_MAX_CARDS": "3"}, "HEADER_MAX_CARDS"),

@@ -1,4 +1,4 @@
-"""A stand-in for the Lambda context, for invoking the handler outside Lambda (demo, CLI, tests, bench)."""
+"""A stand-in for the Lambda context, for invoking the handler outside Lambda (replay, demo, tests, bench)."""
 
 from __future__ import annotations
 
