@@ -122,3 +122,18 @@ def archive_api(s3: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]
         monkeypatch.setenv("API_ROOT", emulator.api_root)
         reset_settings()
         yield emulator
+
+
+@pytest.fixture
+def queue(s3: Any) -> tuple[Any, str, str]:
+    """The landing bucket notifies an SQS queue, as the deployed stack does."""
+    import boto3
+
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="ingest")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3.put_bucket_notification_configuration(
+        Bucket=LANDING,
+        NotificationConfiguration={"QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]},
+    )
+    return sqs, url, arn

@@ -831,6 +831,22 @@ def write_tarball(
 # --------------------------------------------------------------------------------------------------------
 
 
+def thumbnail_metadata(frame_basename: str = DEFAULT_BASENAME, size: str = "small") -> dict[str, str]:
+    """S3 user metadata (x-amz-meta-*) a thumbnail of a synthetic frame carries: ocs_archive's required
+    thumbnail metadata, plus OBSTYPE, since the archive validates a thumbnail's body as a frame's
+    (configuration_type "" is refused)."""
+    return {
+        "frame_basename": frame_basename,
+        "size": size,
+        "date-obs": "2015-12-19T18:22:15.000",
+        "day-obs": "20151219",
+        "instrume": "kb70",
+        "siteid": "cpt",
+        "telid": "1m0a",
+        "obstype": "EXPOSE",
+    }
+
+
 def random_bytes(n: int, seed: int = 0) -> bytes:
     """``n`` seeded random bytes: not FITS, not gzip."""
     data = random.Random(seed).randbytes(n)

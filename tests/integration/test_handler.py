@@ -22,21 +22,6 @@ def context() -> LambdaContext:
     return LambdaContext()
 
 
-@pytest.fixture
-def queue(s3):
-    """The landing bucket notifies an SQS queue, as the deployed stack does."""
-    import boto3
-
-    sqs = boto3.client("sqs", region_name="us-east-1")
-    url = sqs.create_queue(QueueName="ingest")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    s3.put_bucket_notification_configuration(
-        Bucket=LANDING,
-        NotificationConfiguration={"QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]},
-    )
-    return sqs, url, arn
-
-
 def drain(queue) -> dict:
     """Every message moto produced, as the SQS event Lambda's event source mapping would deliver."""
     from lambda_ingest.local.stack import sqs_event

@@ -13,6 +13,7 @@ import requests
 from lambda_ingest import store
 from lambda_ingest.errors import ArchiveUnavailableError, ObjectChangedError, ObjectGoneError, RecordError
 from lambda_ingest.ingest import ingest_object
+from lambda_ingest.local.synthetic import thumbnail_metadata
 from lambda_ingest.record import json_safe
 from tests.conftest import ADMIN_TOKEN, ARCHIVE, LANDING, real_frames
 
@@ -314,16 +315,7 @@ def test_thumbnail_registers_with_thumbnails_endpoint(s3, archive_api) -> None:
     # Given the frame, then its thumbnail with frame_basename and size as user metadata
     upload(s3, NAME + ".fits.fz", synthetic())
     ingest_object(LANDING, NAME + ".fits.fz")
-    thumb = {
-        "frame_basename": NAME,
-        "size": "small",
-        "date-obs": "2015-12-19T18:22:15.000",
-        "day-obs": "20151219",
-        "instrume": "kb70",
-        "siteid": "cpt",
-        "telid": "1m0a",
-        "obstype": "EXPOSE",  # the archive validates a thumbnail's body as a frame's
-    }
+    thumb = thumbnail_metadata(NAME)
     upload(s3, NAME + "-small.jpg", b"\xff\xd8\xff\xe0 jpeg", Metadata=thumb)
     result = ingest_object(LANDING, NAME + "-small.jpg")
     # Then it is POSTed to thumbnails/ and stored under ocs_archive's thumbnail path

@@ -23,21 +23,6 @@ BAD = "cpt1m010-kb70-20151219-0074-e00"
 
 
 @pytest.fixture
-def queue(s3: Any) -> tuple[Any, str, str]:
-    """The landing bucket notifies an SQS queue, as the deployed stack does."""
-    import boto3
-
-    sqs = boto3.client("sqs", region_name="us-east-1")
-    url = sqs.create_queue(QueueName="ingest")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    s3.put_bucket_notification_configuration(
-        Bucket=LANDING,
-        NotificationConfiguration={"QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]},
-    )
-    return sqs, url, arn
-
-
-@pytest.fixture
 def subscriber(s3: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     """An event bus whose rule sends every lambda_ingest event to an SQS queue; returns a reader of it."""
     import boto3

@@ -103,17 +103,9 @@ def test_frame_is_registered_and_its_version_url_downloads_the_bytes(real) -> No
 
 def test_thumbnail_upsert_is_a_success_and_keeps_one_archive_version(real) -> None:
     name = unique_name()
-    meta = {
-        "frame_basename": name,
-        "size": "small",
-        "date-obs": "2015-12-19T18:22:15.000",
-        "day-obs": "20151219",
-        "instrume": "kb70",
-        "siteid": "cpt",
-        "telid": "1m0a",
-        # configuration_type is a required choice for thumbnails too: the real archive answers 400 to ""
-        "obstype": "EXPOSE",
-    }
+    from lambda_ingest.local.synthetic import thumbnail_metadata
+
+    meta = thumbnail_metadata(name)
     key = f"{name}-small.jpg"
     versions = []
     for attempt in range(2):

@@ -15,6 +15,7 @@ import pytest
 
 from lambda_ingest.context import LocalContext
 from lambda_ingest.handler import handler, record_budget_ms
+from lambda_ingest.local.synthetic import thumbnail_metadata
 from tests.conftest import ADMIN_TOKEN, ARCHIVE, LANDING
 from tests.reliability.support import (
     MAX_RECEIVE_COUNT,
@@ -316,16 +317,7 @@ def test_5_read_timeout_inside_a_tar_gz_scan_is_retried_not_rejected(s3, archive
 # --------------------------------------------------------------------------------------------------------
 
 THUMB_NAME = "cpt1m010-kb70-20151219-0100-e00"
-THUMB_METADATA = {
-    "frame_basename": THUMB_NAME,
-    "size": "small",
-    "date-obs": "2015-12-19T18:22:15.000",
-    "day-obs": "20151219",
-    "instrume": "kb70",
-    "siteid": "cpt",
-    "telid": "1m0a",
-    "obstype": "EXPOSE",  # configuration_type is a required choice for thumbnails too (the real archive)
-}
+THUMB_METADATA = thumbnail_metadata(THUMB_NAME)
 
 
 def test_6_thumbnail_reupload_and_redelivery_are_upserts_leaving_only_the_registered_version(
