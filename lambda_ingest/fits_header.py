@@ -136,7 +136,8 @@ def walk_headers(
         raise InvalidFileError(_NOT_FITS)
     reader = _ForwardBlockReader(read, size, limits.initial_read)
     out = bytearray()
-    offset, hdu, total_cards = 0, 0, 0
+    offset, hdu = 0, 0
+    budget = _Budget(limits)
     required_set = {k.encode("ascii", "replace") for k in required}
     closest: set[bytes] = set(required_set)
     while offset < size:
@@ -144,41 +145,8 @@ def walk_headers(
             raise InvalidFileError(
                 f"no header with the required keywords in the first {limits.max_hdus} HDUs (HEADER_MAX_HDUS)"
             )
-        header, cards = bytearray(), dict[bytes, bytes]()
-        while True:
-            if offset + BLOCK > size:
-                raise InvalidFileError(
-                    f"HDU {hdu}: header is truncated or has no END card before the end of the object"
-                )
-            block = reader.block(offset)
-            if hdu == 0 and not header and not block.startswith(b"SIMPLE  ="):
-                raise InvalidFileError(_NOT_FITS)
-            offset += BLOCK
-            header += block
-            if len(out) + len(header) > limits.max_bytes:
-                raise InvalidFileError(
-                    f"headers exceed {limits.max_bytes} bytes (HEADER_MAX_BYTES); refusing to read further"
-                )
-            ended = False
-            for i in range(0, BLOCK, CARD):
-                card = block[i : i + CARD]
-                if card == END_CARD:
-                    ended = True
-                    break
-                if any(c < 0x20 or c > 0x7E for c in card):
-                    raise InvalidFileError(
-                        f"HDU {hdu}: header card {len(cards) + 1} holds non-ASCII or control characters"
-                    )
-                total_cards += 1
-                if total_cards > limits.max_cards:
-                    raise InvalidFileError(
-                        f"more than {limits.max_cards} header cards (HEADER_MAX_CARDS); refusing to read on"
-                    )
-                keyword = card[:8].rstrip()
-                if keyword and keyword not in cards:
-                    cards[keyword] = card
-            if ended:
-                break
+        budget.kept = len(out)
+        header, cards, offset = _read_header(reader, offset, size, hdu, budget)
         data = data_unit_size(cards, hdu)
         if offset + data > size:
             raise InvalidFileError(
@@ -206,6 +174,55 @@ def walk_headers(
     # Every HDU walked, none validated: ocs_archive will say which keywords are missing.
     names = tuple(k for k in required if k.encode("ascii", "replace") in closest)
     return HeaderScan(bytes(out), reader.bytes_read, None, names)
+
+
+@dataclass
+class _Budget:
+    """What a walk may still read: header bytes kept so far (HEADER_MAX_BYTES) and cards seen (HEADER_MAX_CARDS)."""
+
+    limits: HeaderLimits
+    kept: int = 0
+    cards: int = 0
+
+
+def _read_header(
+    reader: _ForwardBlockReader, offset: int, size: int, hdu: int, budget: _Budget
+) -> tuple[bytearray, dict[bytes, bytes], int]:
+    """One HDU's header blocks from `offset` through its END card: (blocks, first card per keyword, next offset)."""
+    header, cards = bytearray(), dict[bytes, bytes]()
+    while True:
+        if offset + BLOCK > size:
+            raise InvalidFileError(f"HDU {hdu}: header is truncated or has no END card before the end of the object")
+        block = reader.block(offset)
+        if hdu == 0 and not header and not block.startswith(b"SIMPLE  ="):
+            raise InvalidFileError(_NOT_FITS)
+        offset += BLOCK
+        header += block
+        if budget.kept + len(header) > budget.limits.max_bytes:
+            raise InvalidFileError(
+                f"headers exceed {budget.limits.max_bytes} bytes (HEADER_MAX_BYTES); refusing to read further"
+            )
+        if _scan_block(block, cards, hdu, budget):
+            return header, cards, offset
+
+
+def _scan_block(block: bytes, cards: dict[bytes, bytes], hdu: int, budget: _Budget) -> bool:
+    """Record the block's cards (first one per keyword); True when it holds the END card."""
+    for i in range(0, BLOCK, CARD):
+        card = block[i : i + CARD]
+        if card == END_CARD:
+            return True
+        if any(c < 0x20 or c > 0x7E for c in card):
+            raise InvalidFileError(f"HDU {hdu}: header card {len(cards) + 1} holds non-ASCII or control characters")
+        budget.cards += 1
+        if budget.cards > budget.limits.max_cards:
+            raise InvalidFileError(
+                f"more than {budget.limits.max_cards} header cards (HEADER_MAX_CARDS); refusing to read on"
+            )
+        keyword = card[:8].rstrip()
+        if keyword and keyword not in cards:
+            cards[keyword] = card
+    return False
 
 
 _NOT_FITS = "not a FITS file: it does not start with a SIMPLE card"
