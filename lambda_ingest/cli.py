@@ -482,21 +482,7 @@ def _run_all(
         todo.put(item)
     results: queue.SimpleQueue[tuple[Any, list[dict[str, Any]] | None, BaseException | None]] = queue.SimpleQueue()
     stop = threading.Event()
-
-    def worker() -> None:
-        while not stop.is_set():
-            try:
-                item = todo.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                results.put((item, work(item), None))
-            except BaseException as exc:  # reported by the main thread
-                results.put((item, None, exc))
-
-    threads = [
-        threading.Thread(target=worker, name=f"{label}-{n}", daemon=True) for n in range(min(concurrency, len(items)))
-    ]
+    threads = _workers(todo, results, stop, work, min(concurrency, len(items)), label)
     progress = Progress(len(items), label)
     finished = 0
     deadline: float | None = None
@@ -523,29 +509,63 @@ def _run_all(
                         stop.set()  # the next objects would fail the same way
                     # transient, or a message that names nothing readable: left for later
                     outcomes = [{"outcome": FAILED, "object": name(item), "reason": _reason(exc)}]
-                for outcome in outcomes or []:
-                    status = outcome.get("outcome", FAILED)
-                    tally.counts[status] += 1
-                    if status not in (INGESTED, ALREADY):
-                        obj = outcome.get("object") or name(item)
-                        progress.println(out, f"{obj}\t{status}\t{_reason_text(outcome.get('reason', ''))}")
-                progress.step(outcomes[-1].get("outcome", "") if outcomes else "")
+                _count(outcomes or [], name(item), tally, progress, out)
         except KeyboardInterrupt:  # the second Ctrl-C
             stop.set()
-    started_not_finished = len(items) - finished
+    tally.not_started = _release_unstarted(todo, release)
+    tally.abandoned = len(items) - finished - tally.not_started
+    if progress.live and finished < len(items):
+        sys.stderr.write("\n")
+    return tally
+
+
+def _workers(
+    todo: queue.SimpleQueue[Any],
+    results: queue.SimpleQueue[Any],
+    stop: threading.Event,
+    work: Callable[[Any], list[dict[str, Any]]],
+    count: int,
+    label: str,
+) -> list[threading.Thread]:
+    """`count` daemon threads taking items from `todo` until it is empty or `stop` is set (not yet started)."""
+
+    def worker() -> None:
+        while not stop.is_set():
+            try:
+                item = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                results.put((item, work(item), None))
+            except BaseException as exc:  # reported by the main thread
+                results.put((item, None, exc))
+
+    return [threading.Thread(target=worker, name=f"{label}-{n}", daemon=True) for n in range(count)]
+
+
+def _count(outcomes: list[dict[str, Any]], obj: str, tally: Tally, progress: Progress, out: TextIO) -> None:
+    """Tally one object's outcomes; a result line for each that did not end well."""
+    for outcome in outcomes:
+        status = outcome.get("outcome", FAILED)
+        tally.counts[status] += 1
+        if status not in (INGESTED, ALREADY):
+            where = outcome.get("object") or obj
+            progress.println(out, f"{where}\t{status}\t{_reason_text(outcome.get('reason', ''))}")
+    progress.step(outcomes[-1].get("outcome", "") if outcomes else "")
+
+
+def _release_unstarted(todo: queue.SimpleQueue[Any], release: Callable[[Any], None] | None) -> int:
+    """Hand back every item no worker took (e.g. a DLQ message made visible again); returns how many."""
+    count = 0
     while True:
         try:
             item = todo.get_nowait()
         except queue.Empty:
-            break
-        tally.not_started += 1
+            return count
+        count += 1
         if release is not None:
             with contextlib.suppress(Exception):
                 release(item)
-    tally.abandoned = started_not_finished - tally.not_started
-    if progress.live and finished < len(items):
-        sys.stderr.write("\n")
-    return tally
 
 
 def _reason_text(reason: str) -> str:
@@ -612,10 +632,32 @@ def _replay_bucket(args: argparse.Namespace, out: TextIO) -> Tally:
     )
 
 
-def _replay_dlq(args: argparse.Namespace, out: TextIO) -> Tally | None:
-    """Process every message in the dead-letter queue; delete those whose objects all reached an outcome."""
+def _receive_all(sqs: Any, url: str, release: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
+    """Every message of the queue, hidden while the replay runs; on a failure all are made visible again."""
     from botocore.exceptions import BotoCoreError, ClientError
 
+    messages: list[dict[str, Any]] = []
+    try:
+        while True:
+            batch = sqs.receive_message(
+                QueueUrl=url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=DLQ_DRAIN_WAIT_SECONDS,
+                VisibilityTimeout=DLQ_VISIBILITY_SECONDS,
+            ).get("Messages", [])
+            if not batch:
+                return messages
+            messages.extend(batch)
+    except (ClientError, BotoCoreError, KeyboardInterrupt) as exc:
+        for message in messages:
+            release(message)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise fatal_error(exc, url) or CommandError(f"{url}: {exc}", EXIT_NOT_DONE) from exc
+
+
+def _replay_dlq(args: argparse.Namespace, out: TextIO) -> Tally | None:
+    """Process every message in the dead-letter queue; delete those whose objects all reached an outcome."""
     from lambda_ingest import clients, events
     from lambda_ingest.outcomes import processor
 
@@ -628,26 +670,7 @@ def _replay_dlq(args: argparse.Namespace, out: TextIO) -> Tally | None:
                 QueueUrl=args.dlq, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
             )
 
-    messages: list[dict[str, Any]] = []
-    try:
-        while True:
-            batch = sqs.receive_message(
-                QueueUrl=args.dlq,
-                MaxNumberOfMessages=10,
-                WaitTimeSeconds=DLQ_DRAIN_WAIT_SECONDS,
-                VisibilityTimeout=DLQ_VISIBILITY_SECONDS,
-            ).get("Messages", [])
-            if not batch:
-                break
-            messages.extend(batch)
-    except (ClientError, BotoCoreError) as exc:
-        for message in messages:
-            release(message)
-        raise fatal_error(exc, args.dlq) or CommandError(f"{args.dlq}: {exc}", EXIT_NOT_DONE) from exc
-    except KeyboardInterrupt:
-        for message in messages:
-            release(message)
-        raise
+    messages = _receive_all(sqs, args.dlq, release)
     if not messages:
         return None
 
