@@ -272,6 +272,27 @@ def lookups_meet(monkeypatch) -> threading.Barrier:
     return barrier
 
 
+@pytest.fixture
+def copies_meet(monkeypatch) -> threading.Barrier:
+    """Two ingests also wait for each other right after their archive copy: the lookup runs beside the first
+    read, so without this one ingest may register and remove the landing object before the other copies
+    (which then finds it gone: skipped, also exactly once, but not the race under test)."""
+    from lambda_ingest import store
+
+    barrier = threading.Barrier(2, timeout=5)
+    original = store.copy_to_archive
+    calls = iter(range(2))
+
+    def copy_then_wait(*args: Any, **kwargs: Any) -> Any:
+        version = original(*args, **kwargs)
+        if next(calls, None) is not None:
+            barrier.wait()
+        return version
+
+    monkeypatch.setattr(store, "copy_to_archive", copy_then_wait)
+    return barrier
+
+
 def process_concurrently(bodies: list[str]) -> list[str]:
     """Run each message body's records at the same time, one thread each, as concurrent Lambda sandboxes do.
 
@@ -380,7 +401,7 @@ def test_byte_identical_files_under_two_names_concurrently_register_the_bytes_on
 
 
 def test_duplicate_delivery_of_one_object_concurrently_without_idempotency_table(
-    s3, archive_api, queue, context, lookups_meet
+    s3, archive_api, queue, context, lookups_meet, copies_meet
 ) -> None:
     # Given one frame whose notification is delivered twice at the same moment (SQS is at-least-once), with
     # no idempotency table: both deliveries pass the duplicate lookup and both copy
