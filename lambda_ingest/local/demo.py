@@ -288,8 +288,9 @@ def _download_check(stack: LocalStack, rows: list[dict[str, Any]], samples: dict
             headers={"Authorization": f"Token {stack.token}"},
             timeout=10,
         ).json()["results"]
-        # Each version carries its own url (a .fits and .fits.fz of one basename share a frame).
-        urls = [v.get("url") for f in frames for v in f["version_set"] if v["key"] == row["version_id"]]
+        # Each version carries its own url, but the archive builds every one from the frame's current filename
+        # (its newest version): an older version's url can 404 (an archive quirk). Check a newest version.
+        urls = [f["version_set"][0].get("url") for f in frames if f["version_set"][0]["key"] == row["version_id"]]
         if urls and urls[0]:
             break
     else:

@@ -42,6 +42,17 @@ def table(stdout: str) -> dict[str, dict[str, str]]:
     return rows
 
 
+def test_full_demo_downloads_the_bytes_it_uploaded_also_with_two_versions_of_one_frame() -> None:
+    # Given the full sample set, where one frame gets a second version (.fits beside .fits.fz)
+    # When `make demo` runs it (its own process, as make runs it: moto's backends are per process)
+    done = subprocess.run(
+        [str(BIN / "lambda-ingest"), "demo"], capture_output=True, text=True, timeout=120, check=False
+    )
+    # Then its download check follows a version url the archive serves and gets the uploaded bytes back
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "download check passed" in done.stdout
+
+
 def test_quick_demo_table(capsys) -> None:
     from lambda_ingest.local import synthetic
 
