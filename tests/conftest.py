@@ -137,3 +137,15 @@ def queue(s3: Any) -> tuple[Any, str, str]:
         NotificationConfiguration={"QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]},
     )
     return sqs, url, arn
+
+
+def set_env(monkeypatch: pytest.MonkeyPatch, **env: str | None) -> None:
+    """Set (or, with None, remove) environment variables for this test and read the settings again."""
+    from lambda_ingest.settings import reset_settings
+
+    for name, value in env.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    reset_settings()

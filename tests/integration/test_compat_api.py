@@ -14,7 +14,7 @@ import requests
 import lambda_ingest as ingester
 from lambda_ingest import clients
 from lambda_ingest.record import json_safe
-from tests.conftest import ADMIN_TOKEN, ARCHIVE, real_frames
+from tests.conftest import ADMIN_TOKEN, ARCHIVE, real_frames, set_env
 
 NAME = "cpt1m010-kb70-20151219-0073-e00"
 
@@ -273,17 +273,6 @@ def _closed_file() -> io.BytesIO:
     return fileobj
 
 
-def _env(monkeypatch: pytest.MonkeyPatch, **env: str | None) -> None:
-    from lambda_ingest.settings import reset_settings
-
-    for name, value in env.items():
-        if value is None:
-            monkeypatch.delenv(name, raising=False)
-        else:
-            monkeypatch.setenv(name, value)
-    reset_settings()
-
-
 # (what fails, how to make it fail, the call, the family expected)
 FAILURES = {
     "not a FITS file": (
@@ -302,29 +291,29 @@ FAILURES = {
         ingester.DoNotRetryError,
     ),
     "no token": (
-        lambda mp, arch, tmp: _env(mp, AUTH_TOKEN=None),
+        lambda mp, arch, tmp: set_env(mp, AUTH_TOKEN=None),
         lambda: ingester.upload_file_and_ingest_to_archive(frame(seed=21)),
         ingester.DoNotRetryError,
     ),
     "invalid setting": (
-        lambda mp, arch, tmp: _env(mp, HTTP_READ_TIMEOUT="abc"),
+        lambda mp, arch, tmp: set_env(mp, HTTP_READ_TIMEOUT="abc"),
         lambda: ingester.frame_exists(frame(seed=22)),
         ingester.DoNotRetryError,
     ),
     "unknown FILESTORE_TYPE": (
-        lambda mp, arch, tmp: _env(mp, FILESTORE_TYPE="ftp"),
+        lambda mp, arch, tmp: set_env(mp, FILESTORE_TYPE="ftp"),
         lambda: ingester.upload_file_to_file_store(frame(seed=23)),
         ingester.DoNotRetryError,
     ),
     "local store without a root": (
-        lambda mp, arch, tmp: _env(mp, FILESTORE_TYPE="local", FILESYSTEM_STORAGE_ROOT_DIR=None),
+        lambda mp, arch, tmp: set_env(mp, FILESTORE_TYPE="local", FILESYSTEM_STORAGE_ROOT_DIR=None),
         lambda: ingester.upload_file_to_file_store(frame(seed=24)),
         ingester.DoNotRetryError,
     ),
     "local store root is a file": (
         lambda mp, arch, tmp: (
             (tmp / "root").write_text("not a folder"),
-            _env(mp, FILESTORE_TYPE="local", FILESYSTEM_STORAGE_ROOT_DIR=str(tmp / "root")),
+            set_env(mp, FILESTORE_TYPE="local", FILESYSTEM_STORAGE_ROOT_DIR=str(tmp / "root")),
         ),
         lambda: ingester.upload_file_to_file_store(frame(seed=25)),
         ingester.DoNotRetryError,
@@ -342,25 +331,25 @@ FAILURES = {
     "archive times out": (
         lambda mp, arch, tmp: (
             arch.inject(delay=0.3, method="GET", path_prefix="frames/"),
-            _env(mp, HTTP_READ_TIMEOUT="0.05"),
+            set_env(mp, HTTP_READ_TIMEOUT="0.05"),
         ),
         lambda: ingester.upload_file_and_ingest_to_archive(frame(seed=34)),
         ingester.BackoffRetryError,
     ),
     "archive refuses connections": (
-        lambda mp, arch, tmp: _env(mp, API_ROOT="http://127.0.0.1:9/"),
+        lambda mp, arch, tmp: set_env(mp, API_ROOT="http://127.0.0.1:9/"),
         lambda: ingester.ingest_archive_record({"key": "k", "md5": "m", "extension": ".fits.fz"}, {}),
         ingester.BackoffRetryError,
     ),
     "archive refuses the token": (
-        lambda mp, arch, tmp: _env(mp, AUTH_TOKEN="wrong"),
+        lambda mp, arch, tmp: set_env(mp, AUTH_TOKEN="wrong"),
         lambda: ingester.upload_file_and_ingest_to_archive(frame(seed=28)),
         ingester.DoNotRetryError,
     ),
     "S3 unreachable": (
         lambda mp, arch, tmp: (
             mp.setattr(clients, "S3_MAX_ATTEMPTS", 1),
-            _env(mp, S3_ENDPOINT_URL="http://127.0.0.1:9"),
+            set_env(mp, S3_ENDPOINT_URL="http://127.0.0.1:9"),
         ),
         lambda: ingester.upload_file_to_file_store(frame(seed=29)),
         ingester.BackoffRetryError,
@@ -438,7 +427,7 @@ PDF_METADATA = {
 
 
 def test_dummy_file_store_registers_with_the_md5_as_key_and_stores_nothing(s3, archive_api, monkeypatch) -> None:
-    _env(monkeypatch, FILESTORE_TYPE="dummy")
+    set_env(monkeypatch, FILESTORE_TYPE="dummy")
     fileobj = frame(seed=30)
     md5 = hashlib.md5(fileobj.getvalue()).hexdigest()
     # Step by step, as ocs_ingester's docstring: the version is ocs_archive's dummy store's
@@ -454,7 +443,7 @@ def test_local_file_store_keeps_a_hostile_header_inside_its_root(s3, archive_api
     from lambda_ingest.local.synthetic import lco_header
 
     root = tmp_path / "store"
-    _env(monkeypatch, FILESTORE_TYPE="local", FILESYSTEM_STORAGE_ROOT_DIR=str(root))
+    set_env(monkeypatch, FILESTORE_TYPE="local", FILESYSTEM_STORAGE_ROOT_DIR=str(root))
     # Given a frame whose SITEID would climb out of the store's root
     hostile = frame(seed=32, header=lco_header(NAME, SITEID=".."))
     # When it is ingested, then it is refused as a bad file, and nothing is written anywhere

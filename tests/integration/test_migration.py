@@ -24,7 +24,7 @@ import pytest
 import requests
 
 import lambda_ingest
-from tests.conftest import ADMIN_TOKEN, ARCHIVE, LANDING
+from tests.conftest import ADMIN_TOKEN, ARCHIVE, LANDING, set_env
 
 NAME = "cpt1m010-kb70-20151219-0073-e00"
 PATH = f"{NAME}.fits.fz"
@@ -147,17 +147,6 @@ def ocs_ingester() -> Iterator[Callable[..., ModuleType]]:
             importlib.reload(importlib.import_module(module))
 
 
-def configure_lambda_ingest(monkeypatch: pytest.MonkeyPatch, **env: str | None) -> None:
-    from lambda_ingest.settings import reset_settings
-
-    for name, value in env.items():
-        if value is None:
-            monkeypatch.delenv(name, raising=False)
-        else:
-            monkeypatch.setenv(name, value)
-    reset_settings()
-
-
 def archive_versions(s3: Any) -> list[dict[str, Any]]:
     return s3.list_object_versions(Bucket=ARCHIVE).get("Versions", [])
 
@@ -208,7 +197,7 @@ def test_refused_connections_back_off_where_ocs_ingester_let_the_error_escape(s3
 def test_no_token_stops_at_once_after_the_file_was_validated(s3, archive_api, ocs_ingester, monkeypatch):
     from lambda_ingest.local.synthetic import lco_header
 
-    configure_lambda_ingest(monkeypatch, AUTH_TOKEN=None)
+    set_env(monkeypatch, AUTH_TOKEN=None)
     reference = ocs_ingester(API_ROOT=archive_api.api_root, AUTH_TOKEN=None, BUCKET=ARCHIVE, FILESTORE_TYPE="s3")
     # Given no token at all, when BANZAI's loop posts a valid frame through lambda_ingest
     ours = run_lambda_ingest(frame(seed=4))
@@ -242,7 +231,7 @@ def test_local_file_store_stores_at_ocs_ingesters_path_and_registers(
         FILESTORE_TYPE="local",
         FILESYSTEM_STORAGE_ROOT_DIR=str(their_root),
     )
-    configure_lambda_ingest(monkeypatch, FILESTORE_TYPE="local", FILESYSTEM_STORAGE_ROOT_DIR=str(ours_root))
+    set_env(monkeypatch, FILESTORE_TYPE="local", FILESYSTEM_STORAGE_ROOT_DIR=str(ours_root))
     # Given a site storing the archive's files on a file system, when BANZAI's loop posts two reductions of
     # one frame, one through ocs_ingester 3.2.0 and one through lambda_ingest
     their_frame, our_frame = frame(seed=6), frame(seed=7)
@@ -273,7 +262,7 @@ def test_the_function_refuses_a_file_store_other_than_s3_at_start(s3, archive_ap
     from lambda_ingest.handler import handler
 
     # Given the function configured with ocs_ingester's local file store
-    configure_lambda_ingest(monkeypatch, FILESTORE_TYPE="local", FILESYSTEM_STORAGE_ROOT_DIR=str(tmp_path))
+    set_env(monkeypatch, FILESTORE_TYPE="local", FILESYSTEM_STORAGE_ROOT_DIR=str(tmp_path))
     s3.put_object(Bucket=LANDING, Key=PATH, Body=frame(seed=8).getvalue())
     event = {
         "Records": [
@@ -296,7 +285,7 @@ def test_both_commands_store_in_the_local_file_store(s3, archive_api, monkeypatc
     from lambda_ingest.cli import main, ocs_ingest_frame
 
     root = tmp_path / "store"
-    configure_lambda_ingest(monkeypatch, FILESTORE_TYPE="local", FILESYSTEM_STORAGE_ROOT_DIR=str(root))
+    set_env(monkeypatch, FILESTORE_TYPE="local", FILESYSTEM_STORAGE_ROOT_DIR=str(root))
     first, second = tmp_path / "night1" / PATH, tmp_path / "night2" / PATH
     for path, seed in ((first, 9), (second, 10)):
         path.parent.mkdir()
