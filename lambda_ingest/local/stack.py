@@ -68,6 +68,8 @@ class LocalStack:
 
     def start(self) -> LocalStack:
         self.s3_server.start()
+        # moto's backends are per process: a stack started after another (tests, a second demo) begins empty.
+        self.s3_server.reset()
         s3 = self.client("s3")
         s3.create_bucket(Bucket=LANDING_BUCKET)
         s3.create_bucket(Bucket=ARCHIVE_BUCKET)
