@@ -133,6 +133,9 @@ def install_ranged_reads() -> None:
     from moto.s3.models import S3Backend
     from moto.s3.responses import S3Response
 
+    from lambda_ingest.local.moto_storage import SharedBuffer, install_shared_storage
+
+    install_shared_storage()  # copies and completed uploads share bytes instead of copying them
     with _lock:
         if getattr(S3Response, "_lambda_ingest_ranged_reads", False):
             return
@@ -170,6 +173,8 @@ def install_ranged_reads() -> None:
             source = backend.get_object(src_bucket_name, src_key_name, version_id=src_version_id)
             if start_byte is None or end_byte is None:
                 return multipart.set_part(part_id, source.value)
+            if isinstance(source._value_buffer, SharedBuffer):  # the part shares the source's bytes
+                return multipart.set_part(part_id, source._value_buffer.view(start_byte, end_byte + 1))
             return multipart.set_part(part_id, _RangeReader(source)[start_byte : end_byte + 1])
 
         S3Backend.upload_part_copy = ranged_part_copy  # type: ignore[method-assign]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import socket
 import tracemalloc
@@ -10,8 +11,10 @@ from typing import Any
 
 import boto3
 import moto.s3.models as moto_s3_models
+import moto.s3.utils as moto_s3_utils
 import pytest
 from moto import mock_aws
+from moto.core import DEFAULT_ACCOUNT_ID
 
 from lambda_ingest.local.s3 import (
     LocalS3Server,
@@ -304,3 +307,64 @@ def test_part_copy_costs_the_part_not_the_object(big_object: tuple[Any, bytes]) 
     # and the copy is exact
     assert peak < RANGED_SIZE // 2
     assert client.get_object(Bucket=BUCKET, Key="copy.fits")["Body"].read() == data
+
+
+# ------------------------------------------------------------------------------------------ shared storage
+
+
+def _traced_peak(action: Any) -> int:
+    tracemalloc.start()
+    try:
+        action()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_copy_object_shares_the_bytes_and_keeps_the_md5_etag(big_object: tuple[Any, bytes]) -> None:
+    # Given a 16 MiB single-part object; When it is copied with CopyObject
+    client, data = big_object
+    source = client.head_object(Bucket=BUCKET, Key="big.fits")
+    peak = _traced_peak(
+        lambda: client.copy_object(Bucket=BUCKET, Key="copy.fits", CopySource={"Bucket": BUCKET, "Key": "big.fits"})
+    )
+    copied = client.get_object(Bucket=BUCKET, Key="copy.fits")
+    # Then the local S3 copied no data (moto alone writes all 16 MiB again and hashes it), and the copy
+    # is exact, with the source's md5 as its ETag, as S3 gives it
+    assert peak < RANGED_SIZE // 8
+    assert copied["Body"].read() == data
+    assert copied["ETag"] == source["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
+
+
+def test_completed_multipart_copy_is_exact_with_s3s_etag_and_checksum(big_object: tuple[Any, bytes]) -> None:
+    # Given a 16 MiB object copied as three parts (the second uploaded, the others copied)
+    client, data = big_object
+    upload = client.create_multipart_upload(Bucket=BUCKET, Key="copy.fits")["UploadId"]
+    bounds = [(0, 6 * 1024**2), (6 * 1024**2, 12 * 1024**2), (12 * 1024**2, RANGED_SIZE)]
+    parts = []
+    for number, (first, end) in enumerate(bounds, start=1):
+        if number == 2:
+            etag = client.upload_part(
+                Bucket=BUCKET, Key="copy.fits", UploadId=upload, PartNumber=2, Body=data[first:end]
+            )["ETag"]
+        else:
+            etag = client.upload_part_copy(
+                Bucket=BUCKET, Key="copy.fits", UploadId=upload, PartNumber=number,
+                CopySource={"Bucket": BUCKET, "Key": "big.fits"}, CopySourceRange=f"bytes={first}-{end - 1}",
+            )["CopyPartResult"]["ETag"]  # fmt: skip
+        parts.append({"PartNumber": number, "ETag": etag})
+    # When the upload is completed
+    client.complete_multipart_upload(Bucket=BUCKET, Key="copy.fits", UploadId=upload, MultipartUpload={"Parts": parts})
+    copied = client.get_object(Bucket=BUCKET, Key="copy.fits", ChecksumMode="ENABLED")
+    # Then the object is exact, its ETag is S3's (md5 of the parts' md5s, "-3"), and its full-object
+    # checksum is the one moto computes over the joined bytes
+    md5s = b"".join(hashlib.md5(data[a:b]).digest() for a, b in bounds)
+    assert copied["Body"].read() == data
+    assert copied["ETag"] == f'"{hashlib.md5(md5s).hexdigest()}-3"'
+    stored = moto_s3_models.s3_backends[DEFAULT_ACCOUNT_ID]["aws"].get_object(BUCKET, "copy.fits")
+    assert stored.checksum_value == moto_s3_utils.compute_checksum(data, "CRC64NVME").decode()
+    # and a range across two parts reads straight through
+    assert (
+        client.get_object(Bucket=BUCKET, Key="copy.fits", Range="bytes=6291000-6292000")["Body"].read()
+        == (data[6291000:6292001])
+    )
