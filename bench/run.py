@@ -586,8 +586,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
 
     def bursts(text: str) -> list[tuple[int, int]]:
-        found = []
-        for item in text.split(","):
+        found: list[tuple[int, int]] = []
+        for item in filter(None, text.split(",")):  # "" or "none": no bursts
+            if item.strip() == "none":
+                continue
             count, _, size = item.strip().partition("x")
             found.append((int(count), parse_size(size)))
         return found

@@ -1,4 +1,4 @@
-"""The one factory for boto3 clients and the archive HTTP session.
+"""The one factory for boto3 clients, the archive HTTP session and the pool for presigned S3 GETs.
 
 Clients are created on first use (not at import) so a test's moto mock, or the local stack's
 environment, is in place before any client exists; `reset_clients()` forgets them.
@@ -70,9 +70,29 @@ def s3() -> Any:
     return client("s3")
 
 
+@lru_cache(maxsize=1)
+def _http_pool() -> Any:
+    import urllib3
+
+    settings = get_settings()
+    # As many kept-alive connections as the md5 stream and the copy use at once.
+    return urllib3.PoolManager(
+        maxsize=max(10, settings.copy_concurrency * 2),
+        retries=False,  # a failed range is retried by its caller, alone
+        timeout=urllib3.Timeout(connect=S3_CONNECT_TIMEOUT, read=S3_READ_TIMEOUT),
+    )
+
+
+def http_pool() -> Any:
+    """The plain HTTP connection pool behind presigned S3 requests (the md5 stream's byte ranges)."""
+    with _lock:
+        return _http_pool()
+
+
 def reset_clients() -> None:
     with _lock:
         _client.cache_clear()
+        _http_pool.cache_clear()
         _archive.cache_clear()
         _secrets_provider.cache_clear()
 

@@ -14,12 +14,12 @@ header read of a 1 GB frame cost ~0.5 s locally, and every ranged design looked 
 
 from __future__ import annotations
 
-import logging
 import string
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from types import TracebackType
 from typing import Any
 
@@ -184,6 +184,17 @@ def install_ranged_reads() -> None:
         S3Response._lambda_ingest_ranged_reads = True  # type: ignore[attr-defined]
 
 
+def _install_cached_module_list() -> None:
+    """moto's server lists its own package directory (a listdir and ~150 isdir calls) on every request,
+    under the dispatcher's lock: ~18% of the local S3's CPU per request. The list never changes."""
+    from moto import backends
+
+    with _lock:
+        if not hasattr(backends.list_of_moto_modules, "cache_info"):
+            modules = tuple(backends.list_of_moto_modules())
+            backends.list_of_moto_modules = lru_cache(maxsize=1)(lambda: modules)  # type: ignore[assignment]
+
+
 @contextmanager
 def aws_style_version_ids() -> Iterator[None]:
     """32-character version ids inside the block; restores the previous behaviour on exit."""
@@ -196,14 +207,60 @@ def aws_style_version_ids() -> Iterator[None]:
             uninstall_aws_style_version_ids()
 
 
+class _MotoGateway:
+    """cheroot's WSGI gateway with moto's own environ: S3 metadata names keep their underscores.
+
+    The same as moto's ``MotoRequestHandler.make_environ`` for werkzeug: every header whose name moto
+    preserves is written under its own key, with the original spelling recorded for moto's Request.
+    """
+
+    @staticmethod
+    def build(base: type) -> type:
+        from moto.core.request import (
+            PRESERVED_HEADER_NAMES_ENVIRON_KEY,
+            environ_key_for_header,
+            should_preserve_original_header_name,
+        )
+
+        class Gateway(base):  # type: ignore[misc, valid-type]
+            def get_environ(self) -> dict[str, Any]:
+                environ = super().get_environ()
+                headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self.req.inheaders.items()]
+                dashed = {environ_key_for_header(name) for name, _ in headers if "_" not in name}
+                names: dict[str, str] = {}
+                values: dict[str, list[str]] = {}
+                for name, value in headers:
+                    if not should_preserve_original_header_name(name):
+                        continue
+                    key = environ_key_for_header(name)
+                    if key in dashed:  # never let an underscored header stand in for a dashed one
+                        continue
+                    names.setdefault(key, name)
+                    values.setdefault(key, []).append(value.replace("\r\n", ""))
+                for key, key_values in values.items():
+                    environ[key] = ",".join(key_values)
+                environ[PRESERVED_HEADER_NAMES_ENVIRON_KEY] = names
+                return environ
+
+        return Gateway
+
+
 class LocalS3Server:
-    """moto's threaded server (S3, SQS, DynamoDB... on one port) with AWS-style version ids.
+    """moto (S3, SQS, DynamoDB... on one port) with AWS-style version ids, served as S3 serves: kept-alive
+    connections, a pool of threads, ranged GETs answered straight from the store.
 
     Use with boto3's ``endpoint_url=server.endpoint_url``, any credentials, region ``us-east-1``.
     ``port=0`` picks a free port. The version-id patch stays installed after :meth:`stop`; it is
-    process-wide and harmless, and other servers or mocks in the process may rely on it. ``quiet``
-    silences werkzeug's per-request access log unless the application configured that logger itself.
+    process-wide and harmless, and other servers or mocks in the process may rely on it.
+
+    Served by cheroot rather than moto's own werkzeug server: werkzeug closes the connection after every
+    response ("Connection: close") and starts a thread per connection, so every request paid a new
+    connection on both sides, which S3 clients (boto3, urllib3) never do against S3. ``quiet`` is kept for
+    callers; cheroot keeps no access log.
     """
+
+    THREADS = 16  # worker threads to start with; cheroot adds more while all are busy
+    MAX_THREADS = 128
 
     def __init__(
         self,
@@ -218,56 +275,46 @@ class LocalS3Server:
         self._quiet = quiet
         self._middleware = middleware  # wraps moto's WSGI application (e.g. the benchmark's S3 model)
         self._server: Any = None
+        self._thread: threading.Thread | None = None
 
     @property
     def endpoint_url(self) -> str:
         if self._server is None:
             raise RuntimeError("LocalS3Server is not started")
-        host, port = self._server.get_host_and_port()
+        host, port = self._server.bind_addr[:2]
         return f"http://{host}:{port}"
 
     def start(self) -> LocalS3Server:
-        from moto.server import ThreadedMotoServer
+        from cheroot import wsgi
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+        from lambda_ingest.local.fast_gets import FastRangedGets
 
         if self._server is not None:
             return self
         install_aws_style_version_ids()
-        access_log = logging.getLogger("werkzeug")
-        if self._quiet and access_log.level == logging.NOTSET:
-            access_log.setLevel(logging.WARNING)
-        server = ThreadedMotoServer(ip_address=self._host, port=self._port, verbose=False)
+        _install_cached_module_list()
+        app: Any = FastRangedGets(DomainDispatcherApplication(create_backend_app))
         if self._middleware is not None:
-            server._server_entry = self._wrapped_entry(server)  # moto builds its app inside this entry point
-        server.start()
+            app = self._middleware(app)
+        server = wsgi.Server(
+            (self._host, self._port), app, numthreads=self.THREADS, max=self.MAX_THREADS, server_name="local-s3"
+        )
+        server.gateway = _MotoGateway.build(server.gateway)
+        server.prepare()  # binds the port (0: a free one) before the thread starts
+        self._thread = threading.Thread(target=server.serve, name="local-s3", daemon=True)
+        self._thread.start()
         self._server = server
         return self
-
-    def _wrapped_entry(self, server: Any) -> Callable[[], None]:
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-        from werkzeug.serving import make_server
-
-        middleware = self._middleware
-        assert middleware is not None
-
-        def entry() -> None:
-            # ThreadedMotoServer._server_entry, with the application wrapped; one thread per connection.
-            app = middleware(DomainDispatcherApplication(create_backend_app))
-            server._server = make_server(
-                server._ip_address, server._port, app, True, request_handler=MotoRequestHandler
-            )
-            server._server_ready_event.set()
-            server._server.serve_forever()
-
-        return entry
 
     def stop(self) -> None:
         server, self._server = self._server, None
         if server is None:
             return
         server.stop()
-        # ThreadedMotoServer.stop() leaves the listening socket open (a ResourceWarning later).
-        if server._server is not None:
-            server._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
 
     def reset(self) -> None:
         """Forget every bucket, queue and table (moto's reset API), so a test starts clean."""

@@ -8,11 +8,12 @@ from __future__ import annotations
 import hashlib
 import os
 import tracemalloc
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from lambda_ingest import store
+from lambda_ingest import clients, store
 from lambda_ingest.errors import ObjectChangedError, ObjectGoneError, StorageUnavailableError
 from lambda_ingest.ingest import ingest_object
 from tests.conftest import ARCHIVE, LANDING
@@ -81,12 +82,12 @@ def test_a_failed_range_is_fetched_again_alone(multipart_object, monkeypatch: py
     obj, data = multipart_object
     fetch_range, asked = store.fetch_range, []
 
-    def flaky(o: store.ObjectInfo, offset: int, buffer: memoryview) -> None:
+    def flaky(o: store.ObjectInfo, offset: int, buffer: memoryview, url: str | None = None) -> None:
         asked.append(offset)
         if offset == MIB and asked.count(offset) == 1:
             buffer[:10] = b"x" * 10  # a partial read left in the buffer must not survive the retry
             raise StorageUnavailableError("connection reset")
-        fetch_range(o, offset, buffer)
+        fetch_range(o, offset, buffer, url)
 
     monkeypatch.setattr(store, "fetch_range", flaky)
     monkeypatch.setattr(store, "RANGE_RETRY_PAUSE", 0.0)
@@ -102,10 +103,10 @@ def test_a_range_that_keeps_failing_fails_the_stream(multipart_object, monkeypat
     obj, _ = multipart_object
     fetch_range = store.fetch_range
 
-    def broken(o: store.ObjectInfo, offset: int, buffer: memoryview) -> None:
+    def broken(o: store.ObjectInfo, offset: int, buffer: memoryview, url: str | None = None) -> None:
         if offset == 2 * MIB:
             raise StorageUnavailableError("connection reset")
-        fetch_range(o, offset, buffer)
+        fetch_range(o, offset, buffer, url)
 
     monkeypatch.setattr(store, "fetch_range", broken)
     monkeypatch.setattr(store, "RANGE_RETRY_PAUSE", 0.0)
@@ -121,6 +122,67 @@ def test_md5_stream_of_an_object_replaced_meanwhile_is_refused(s3, multipart_obj
     # When its md5 is streamed; Then every range is pinned to the event's ETag: the object changed
     with pytest.raises(ObjectChangedError):
         store.stream_md5(obj, connections=4)
+
+
+# -- md5 stream over HTTP (a real local S3 endpoint): presigned ranges on kept-alive connections ----------
+
+
+@pytest.fixture(scope="module")
+def s3_server() -> Iterator[Any]:
+    from lambda_ingest.local.s3 import LocalS3Server
+
+    with LocalS3Server() as server:
+        yield server
+
+
+@pytest.fixture
+def over_http(s3_server: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A landing bucket on the local S3 server, lambda_ingest's clients pointed at it."""
+    import boto3
+
+    from lambda_ingest.settings import reset_settings
+
+    s3_server.reset()
+    monkeypatch.setenv("S3_ENDPOINT_URL", s3_server.endpoint_url)
+    reset_settings()
+    client = boto3.client("s3", endpoint_url=s3_server.endpoint_url, region_name="us-east-1")
+    client.create_bucket(Bucket=LANDING)
+    client.put_bucket_versioning(Bucket=LANDING, VersioningConfiguration={"Status": "Enabled"})
+    monkeypatch.setattr(store, "MD5_CHUNK_SIZE", 256 * 1024)
+    yield client
+    client.close()
+
+
+def test_md5_stream_over_http_reuses_its_connections(over_http: Any) -> None:
+    # Given a 12 MiB multipart object on a real HTTP endpoint, read in 48 ranges on 4 connections
+    data = os.urandom(12 * MIB)
+    multipart_upload(over_http, "big.fits.fz", data)
+    obj = store.head(LANDING, "big.fits.fz")
+    # When its md5 is streamed
+    digest = store.stream_md5(obj, connections=4)
+    # Then it is the md5 of the bytes, read over no more connections than ranges in flight (kept alive:
+    # a connection per range would pay a new TCP and TLS handshake each)
+    assert digest == hashlib.md5(data).hexdigest()
+    opened = sum(pool.num_connections for pool in clients.http_pool().pools._container.values())
+    assert 1 <= opened <= 4
+
+
+def test_md5_stream_over_http_pinned_to_the_event_s_version_and_etag(over_http: Any) -> None:
+    # Given a versioned multipart object, then a newer version of it
+    data = os.urandom(6 * MIB)
+    multipart_upload(over_http, "big.fits.fz", data)
+    first = store.head(LANDING, "big.fits.fz")
+    over_http.put_object(Bucket=LANDING, Key="big.fits.fz", Body=b"newer bytes")
+    # When the first version's md5 is streamed; Then the version named is read, not the newest
+    assert store.stream_md5(first, connections=2) == hashlib.md5(data).hexdigest()
+    # And without a version id, the ETag pins it: the newer object is refused as changed (S3's 412)
+    unversioned = store.ObjectInfo(LANDING, "big.fits.fz", first.size, first.etag, None, None)
+    with pytest.raises(ObjectChangedError):
+        store.stream_md5(unversioned, connections=2)
+    # And a version deleted meanwhile is gone (S3's 404), not a fault of the system
+    over_http.delete_object(Bucket=LANDING, Key="big.fits.fz", VersionId=first.version_id)
+    with pytest.raises(ObjectGoneError):
+        store.stream_md5(first, connections=2)
 
 
 # -- copy -------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import re
 import socket
 import tracemalloc
@@ -16,6 +17,7 @@ import pytest
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 
+from lambda_ingest.local.fast_gets import FastRangedGets
 from lambda_ingest.local.s3 import (
     LocalS3Server,
     aws_style_version_ids,
@@ -368,3 +370,81 @@ def test_completed_multipart_copy_is_exact_with_s3s_etag_and_checksum(big_object
         client.get_object(Bucket=BUCKET, Key="copy.fits", Range="bytes=6291000-6292000")["Body"].read()
         == (data[6291000:6292001])
     )
+
+
+# ------------------------------------------------------------------------------------------ served like S3
+
+
+def _presigned_path(client: Any, key: str, **params: str) -> str:
+    url = client.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": key, **params})
+    return "/" + url.split("/", 3)[3]
+
+
+def _raw_get(conn: http.client.HTTPConnection, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    conn.request("GET", path, headers=headers)
+    resp = conn.getresponse()
+    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+
+
+def test_server_keeps_connections_alive(clean_server: LocalS3Server) -> None:
+    # Given an object on the server and one HTTP connection
+    client = client_for(clean_server, "s3")
+    client.create_bucket(Bucket=BUCKET)
+    client.put_object(Bucket=BUCKET, Key="a.fits", Body=b"0123456789")
+    host, port = clean_server.endpoint_url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    path = _presigned_path(client, "a.fits")
+    # When two requests are made one after the other on it
+    first = _raw_get(conn, path, {"Range": "bytes=0-3"})
+    sock = conn.sock
+    second = _raw_get(conn, path, {"Range": "bytes=4-9"})
+    # Then both are answered on the same connection, as S3 does (werkzeug closed it after every answer)
+    assert (first[0], first[2], second[0], second[2]) == (206, b"0123", 206, b"456789")
+    assert conn.sock is sock and first[1].get("connection") != "close"
+    conn.close()
+    client.close()
+
+
+IGNORED = {"date", "x-amzn-requestid", "server", "connection", "x-amz-id-2", "x-amz-request-id"}
+
+
+@pytest.mark.parametrize("pin", ["none", "version", "etag"])
+def test_ranged_get_answered_ahead_of_moto_is_moto_s_answer(
+    clean_server: LocalS3Server, pin: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a versioned object with metadata, and one HTTP connection
+    answer, served = FastRangedGets._answer, []
+
+    def counted(self: FastRangedGets, environ: dict[str, Any]) -> Any:
+        found = answer(self, environ)
+        served.append(found is not None)
+        return found
+
+    monkeypatch.setattr(FastRangedGets, "_answer", counted)
+    client = client_for(clean_server, "s3")
+    client.create_bucket(Bucket=BUCKET)
+    client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    put = client.put_object(
+        Bucket=BUCKET, Key="dir/a.fits", Body=bytes(range(256)) * 64, Metadata={"frame_id": "7", "site": "ogg"},
+        ContentType="image/fits", StorageClass="STANDARD_IA",
+    )  # fmt: skip
+    host, port = clean_server.endpoint_url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    path = _presigned_path(client, "dir/a.fits", **({"VersionId": put["VersionId"]} if pin == "version" else {}))
+    headers = {"Range": "bytes=100-16383"} | ({"If-Match": put["ETag"]} if pin == "etag" else {})
+    # When the range is asked as the md5 stream asks it (answered ahead of moto), and with a header that
+    # sends the same request through moto's own stack (a condition every object meets)
+    fast = _raw_get(conn, path, headers)
+    through_moto = _raw_get(conn, path, headers | {"If-Unmodified-Since": "Fri, 01 Jan 2100 00:00:00 GMT"})
+    # Then the first was answered ahead of moto, the second by moto; status, body and headers are the same
+    assert served[-2:] == [True, False]
+    assert fast[0] == through_moto[0] == 206
+    assert fast[2] == through_moto[2] == (bytes(range(256)) * 64)[100:]
+    drop = lambda h: {k: v for k, v in h.items() if k not in IGNORED}  # noqa: E731
+    assert drop(fast[1]) == drop(through_moto[1])
+    # and a stale ETag still gets moto's 412
+    assert _raw_get(conn, _presigned_path(client, "dir/a.fits"), {"Range": "bytes=0-1", "If-Match": '"0"'})[0] == 412
+    # and an anonymous request is moto's to refuse
+    assert _raw_get(conn, f"/{BUCKET}/dir/a.fits", {"Range": "bytes=0-1"})[0] == 403
+    conn.close()
+    client.close()
