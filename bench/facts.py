@@ -27,6 +27,7 @@ DISTRIBUTIONS = (
     "botocore",
     "moto",
     "werkzeug",
+    "cheroot",
     "aws-lambda-powertools",
     "requests",
 )

@@ -60,6 +60,12 @@ def _target(request: Any) -> str:
     return unquote(path.split("/", 1)[0]) or OTHER
 
 
+@dataclass
+class _Request:
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
 def _body_length(request: Any) -> int:
     headers = request.headers
     # aws-chunked uploads carry the payload size apart from the encoded length.
@@ -77,6 +83,7 @@ def install() -> Traffic:
     if _installed is not None:
         return _installed
     import botocore.httpsession
+    import urllib3
     import urllib3.response
 
     traffic = Traffic()
@@ -111,7 +118,21 @@ def install() -> Traffic:
 
         return read
 
+    original_urlopen = urllib3.PoolManager.urlopen
+
+    def urlopen(self: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        # Presigned requests made outside botocore (lambda_ingest's md5 stream: one GET per byte range,
+        # read straight from the socket, past urllib3's read): counted here, the body by its length.
+        target = _target(_Request(url))
+        with traffic._lock:
+            traffic.requests[f"{method} {target}"] += 1
+        response = original_urlopen(self, method, url, *args, **kwargs)
+        if 200 <= response.status < 300:
+            traffic.add(traffic.received, target, int(response.headers.get("Content-Length") or 0))
+        return response
+
     botocore.httpsession.URLLib3Session.send = send  # type: ignore[method-assign]
+    urllib3.PoolManager.urlopen = urlopen  # type: ignore[method-assign]
     urllib3.response.HTTPResponse.read = counted(original_read)  # type: ignore[method-assign]
     urllib3.response.HTTPResponse.read1 = counted(original_read1)  # type: ignore[method-assign]
     _installed = traffic
