@@ -226,11 +226,11 @@ def open_stream(obj: ObjectInfo) -> Iterator[BinaryIO]:
 
 # The md5 stream keeps this many byte ranges in flight, one connection each. One S3 connection delivers
 # roughly 85-90 MB/s (AWS's performance guidelines) after a first-byte latency of tens of milliseconds: a
-# 2 MiB range takes ~45 ms, ~48 MB/s, so 14 of them (~680 MB/s) keep up with md5 itself (~500-750 MB/s per
-# core). Memory is this many chunks (MD5_CHUNK_SIZE each) plus one, whatever the object's size. Smaller
-# ranges cost more requests, and each costs the client ~2 ms of CPU (botocore), as much per GB at 1 MiB as
-# md5 itself; larger ones cost more memory. See docs/benchmarks.md.
-MD5_CONNECTIONS = 14
+# 2 MiB range takes ~45 ms, ~48 MB/s, so 16 of them (~780 MB/s) stay ahead of md5 itself (~650-750 MB/s on
+# one core); 14 (~680 MB/s) left md5 waiting. Memory is this many chunks (MD5_CHUNK_SIZE each) plus one,
+# whatever the object's size. Smaller ranges cost more requests (~0.3 ms of client CPU each, presigned),
+# larger ones more memory. See docs/benchmarks.md.
+MD5_CONNECTIONS = 16
 MD5_CHUNK_SIZE = 2 * 1024**2  # one range of the md5 stream
 # A range that fails (connection reset, truncated body, 5xx after botocore's own retries) is fetched again,
 # alone, this many times in all, with a short growing pause; the other ranges carry on meanwhile.

@@ -6,8 +6,9 @@ asks for one 2 MiB range per request, 512 per GB: on this 2-core machine the loc
 CPU as md5 itself, and every streamed md5 measured moto rather than the design. This WSGI middleware
 answers the common case itself: a GET of one byte range of an existing object, by path, optionally
 pinned to a version and an ETag (``If-Match``), signed or presigned. It answers with the headers moto
-gives (``tests/unit/local/test_local_s3.py`` compares them). Anything else, including every error, goes
-to moto unchanged.
+gives (``tests/unit/local/test_local_s3.py`` compares them), and with the stored bytes themselves (read-only
+views, which the server writes to the socket: no copy). Anything else, including every error, goes to moto
+unchanged.
 
 Hand-written: moto has no cheaper path for this request.
 """
@@ -18,6 +19,8 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs, unquote
+
+from lambda_ingest.local.moto_storage import SharedBuffer
 
 __all__ = ["FastRangedGets"]
 
@@ -59,9 +62,9 @@ class FastRangedGets:
             return self.app(environ, start_response)
         headers, body = answer
         start_response("206 Partial Content", list(headers.items()))
-        return [body]
+        return body
 
-    def _answer(self, environ: dict[str, Any]) -> tuple[dict[str, str], bytes] | None:
+    def _answer(self, environ: dict[str, Any]) -> tuple[dict[str, str], list[Any]] | None:
         from moto.settings import DISABLE_GLOBAL_CORS
 
         if environ.get("REQUEST_METHOD") != "GET" or any(environ.get(h) for h in _DELEGATED_HEADERS):
@@ -88,10 +91,13 @@ class FastRangedGets:
         if first > last or first >= key.size:
             return None  # moto answers (416, or the whole object)
         last = min(last, key.size - 1)
-        with key.lock:
-            buffer = key._value_buffer
-            buffer.seek(first)
-            body = bytes(buffer.read(last - first + 1))
+        buffer = key._value_buffer
+        if isinstance(buffer, SharedBuffer):
+            body: list[Any] = buffer.view(first, last + 1).parts  # views of the stored bytes: nothing copied
+        else:
+            with key.lock:
+                buffer.seek(first)
+                body = [bytes(buffer.read(last - first + 1))]
         headers: dict[str, str] = {}
         if key.version_id != "null":
             headers["x-amz-version-id"] = str(key.version_id)
@@ -107,7 +113,7 @@ class FastRangedGets:
         headers.update(key.metadata)
         headers["Accept-Ranges"] = "bytes"
         headers["content-range"] = f"bytes {first}-{last}/{key.size}"
-        headers["content-length"] = str(len(body))
+        headers["content-length"] = str(last - first + 1)
         if not DISABLE_GLOBAL_CORS:  # moto's server adds it to every answer
             headers["Access-Control-Allow-Origin"] = "*"
         return headers, body

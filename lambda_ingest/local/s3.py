@@ -208,7 +208,8 @@ def aws_style_version_ids() -> Iterator[None]:
 
 
 class _MotoGateway:
-    """cheroot's WSGI gateway with moto's own environ: S3 metadata names keep their underscores.
+    """cheroot's WSGI gateway with moto's own environ (S3 metadata names keep their underscores), writing
+    views of bytes as they are.
 
     The same as moto's ``MotoRequestHandler.make_environ`` for werkzeug: every header whose name moto
     preserves is written under its own key, with the original spelling recorded for moto's Request.
@@ -241,6 +242,21 @@ class _MotoGateway:
                     environ[key] = ",".join(key_values)
                 environ[PRESERVED_HEADER_NAMES_ENVIRON_KEY] = names
                 return environ
+
+            def respond(self) -> None:
+                # cheroot's respond, also taking read-only views of bytes (the stored bytes a ranged GET
+                # answers with, unsent copies saved); cheroot refuses anything but bytes.
+                response = self.req.server.wsgi_app(self.env, self.start_response)
+                try:
+                    for chunk in response:
+                        if not isinstance(chunk, bytes | memoryview):
+                            raise ValueError("WSGI applications must yield bytes")
+                        if len(chunk):
+                            self.write(chunk)
+                finally:
+                    self.req.ensure_headers_sent()
+                    if hasattr(response, "close"):
+                        response.close()
 
         return Gateway
 
