@@ -78,7 +78,10 @@ def _http_pool() -> Any:
     # As many kept-alive connections as the md5 stream and the copy use at once.
     return urllib3.PoolManager(
         maxsize=max(10, settings.copy_concurrency * 2),
-        retries=False,  # a failed range is retried by its caller, alone
+        # A pooled connection the server closed while it sat idle (S3 closes idle connections; a frozen
+        # Lambda's pool wakes up stale) is tried again at once on a new one, as botocore does. Any other
+        # failure is retried by the caller, alone, after a pause.
+        retries=urllib3.Retry(total=1, connect=1, read=1, status=0, other=0, redirect=0, raise_on_status=False),
         timeout=urllib3.Timeout(connect=S3_CONNECT_TIMEOUT, read=S3_READ_TIMEOUT),
     )
 

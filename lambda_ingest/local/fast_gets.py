@@ -1,10 +1,11 @@
-"""Ranged GETs answered straight from moto's backend, ahead of moto's web stack.
+"""GETs of an object, or of one byte range of it, answered straight from moto's backend, ahead of moto's web stack.
 
 moto's server spends ~2 ms of CPU on every request (Flask dispatch, parsing the request into an
 S3Response, building the answer) before a byte of the object moves. The md5 stream of a multipart frame
 asks for one 2 MiB range per request, 512 per GB: on this 2-core machine the local S3 then took as much
-CPU as md5 itself, and every streamed md5 measured moto rather than the design. This WSGI middleware
-answers the common case itself: a GET of one byte range of an existing object, by path, optionally
+CPU as md5 itself, and every streamed md5 measured moto rather than the design; a whole-object GET joined
+the object's parts into one new copy (1 GB allocated and freed per read). This WSGI middleware answers the
+common case itself: a GET of an existing object or of one byte range of it, by path, optionally
 pinned to a version and an ETag (``If-Match``), signed or presigned. It answers with the headers moto
 gives (``tests/unit/local/test_local_s3.py`` compares them), and with the stored bytes themselves (read-only
 views, which the server writes to the socket: no copy). Anything else, including every error, goes to moto
@@ -51,7 +52,7 @@ def _access_key(environ: dict[str, Any], query: dict[str, list[str]]) -> str:
 
 
 class FastRangedGets:
-    """WSGI middleware in front of moto's application: one-range GETs of objects, served directly."""
+    """WSGI middleware in front of moto's application: GETs of objects (whole or one range), served directly."""
 
     def __init__(self, app: WSGIApp) -> None:
         self.app = app
@@ -60,18 +61,23 @@ class FastRangedGets:
         answer = self._answer(environ)
         if answer is None:
             return self.app(environ, start_response)
-        headers, body = answer
-        start_response("206 Partial Content", list(headers.items()))
+        status, headers, body = answer
+        start_response(status, list(headers.items()))
         return body
 
-    def _answer(self, environ: dict[str, Any]) -> tuple[dict[str, str], list[Any]] | None:
+    def _answer(self, environ: dict[str, Any]) -> tuple[str, dict[str, str], list[Any]] | None:
         from moto.settings import DISABLE_GLOBAL_CORS
 
         if environ.get("REQUEST_METHOD") != "GET" or any(environ.get(h) for h in _DELEGATED_HEADERS):
             return None
-        wanted = _RANGE.fullmatch(environ.get("HTTP_RANGE", ""))
+        asked = environ.get("HTTP_RANGE")
+        wanted = _RANGE.fullmatch(asked) if asked else None
         path = environ.get("PATH_INFO", "")
-        if not wanted or not _LOCAL_HOST.fullmatch(environ.get("HTTP_HOST", "")) or not _PLAIN_KEY.fullmatch(path):
+        if (
+            (asked and not wanted)
+            or not _LOCAL_HOST.fullmatch(environ.get("HTTP_HOST", ""))
+            or not _PLAIN_KEY.fullmatch(path)
+        ):
             return None
         query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
         if any(name != "versionId" and name not in _PRESIGNED_V2 and not name.startswith("X-Amz-") for name in query):
@@ -87,9 +93,9 @@ class FastRangedGets:
         if_match = environ.get("HTTP_IF_MATCH")
         if if_match and key.etag not in (if_match, f'"{if_match}"'):
             return None  # moto answers 412
-        first, last = int(wanted.group(1)), int(wanted.group(2))
+        first, last = (int(wanted.group(1)), int(wanted.group(2))) if wanted else (0, key.size - 1)
         if first > last or first >= key.size:
-            return None  # moto answers (416, or the whole object)
+            return None  # moto answers (416, the whole object, an empty one)
         last = min(last, key.size - 1)
         buffer = key._value_buffer
         if isinstance(buffer, SharedBuffer):
@@ -112,11 +118,12 @@ class FastRangedGets:
                 headers["x-amz-checksum-type"] = key.checksum_type
         headers.update(key.metadata)
         headers["Accept-Ranges"] = "bytes"
-        headers["content-range"] = f"bytes {first}-{last}/{key.size}"
+        if wanted:
+            headers["content-range"] = f"bytes {first}-{last}/{key.size}"
         headers["content-length"] = str(last - first + 1)
         if not DISABLE_GLOBAL_CORS:  # moto's server adds it to every answer
             headers["Access-Control-Allow-Origin"] = "*"
-        return headers, body
+        return ("206 Partial Content" if wanted else "200 OK"), headers, body
 
     @staticmethod
     def _key(bucket_name: str, key_name: str, version_id: str | None, access_key: str) -> Any:
