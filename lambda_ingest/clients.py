@@ -75,7 +75,7 @@ def _http_pool() -> Any:
     import urllib3
 
     settings = get_settings()
-    # As many kept-alive connections as the md5 stream and the copy use at once.
+    # More kept-alive connections than the md5 stream keeps ranges in flight (store.MD5_CONNECTIONS, 16).
     return urllib3.PoolManager(
         maxsize=max(10, settings.copy_concurrency * 2),
         # A pooled connection the server closed while it sat idle (S3 closes idle connections; a frozen

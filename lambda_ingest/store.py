@@ -232,8 +232,8 @@ def open_stream(obj: ObjectInfo) -> Iterator[BinaryIO]:
 # larger ones more memory. See docs/benchmarks.md.
 MD5_CONNECTIONS = 16
 MD5_CHUNK_SIZE = 2 * 1024**2  # one range of the md5 stream
-# A range that fails (connection reset, truncated body, 5xx after botocore's own retries) is fetched again,
-# alone, this many times in all, with a short growing pause; the other ranges carry on meanwhile.
+# A range that fails (connection reset, truncated body, throttling, 5xx) is fetched again, alone, this many
+# times in all, with a short growing pause; the other ranges carry on meanwhile.
 RANGE_ATTEMPTS = 4
 RANGE_RETRY_PAUSE = 0.05  # seconds, doubled at each attempt
 
@@ -268,8 +268,8 @@ def fetch_range(obj: ObjectInfo, offset: int, buffer: memoryview, url: str | Non
     length = len(buffer)
     what = f"GET {obj.uri} bytes {offset}-{offset + length - 1}"
     headers = {"Range": f"bytes={offset}-{offset + length - 1}"}
-    if not _version_args(obj.version_id):
-        headers["If-Match"] = f'"{obj.etag}"'
+    if if_match := _pin(obj).get("IfMatch"):  # a version is pinned in the URL itself (range_url)
+        headers["If-Match"] = if_match
     url = url or range_url(obj)
     stubbed = _answered_in_process(url, headers)
     if stubbed is not None:

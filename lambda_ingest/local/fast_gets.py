@@ -97,13 +97,7 @@ class FastRangedGets:
         if first > last or first >= key.size:
             return None  # moto answers (416, the whole object, an empty one)
         last = min(last, key.size - 1)
-        buffer = key._value_buffer
-        if isinstance(buffer, SharedBuffer):
-            body: list[Any] = buffer.view(first, last + 1).parts  # views of the stored bytes: nothing copied
-        else:
-            with key.lock:
-                buffer.seek(first)
-                body = [bytes(buffer.read(last - first + 1))]
+        body: list[Any] = key._value_buffer.view(first, last + 1).parts  # views of the stored bytes: no copy
         headers: dict[str, str] = {}
         if key.version_id != "null":
             headers["x-amz-version-id"] = str(key.version_id)
@@ -127,7 +121,8 @@ class FastRangedGets:
 
     @staticmethod
     def _key(bucket_name: str, key_name: str, version_id: str | None, access_key: str) -> Any:
-        """The object moto would serve, or None where moto must answer (missing, archived, other account)."""
+        """The object moto would serve from shared storage, or None where moto must answer (missing,
+        archived, another account's)."""
         from moto.core import DEFAULT_ACCOUNT_ID
         from moto.iam.models import get_account_id_from
         from moto.s3.models import ARCHIVE_STORAGE_CLASSES, FakeDeleteMarker, s3_backends
@@ -142,5 +137,7 @@ class FastRangedGets:
         except Exception:  # moto's own errors (a bad version id...) are moto's to answer
             return None
         if key is None or isinstance(key, FakeDeleteMarker) or key.storage_class in ARCHIVE_STORAGE_CLASSES:
+            return None
+        if not isinstance(key._value_buffer, SharedBuffer):  # stored before shared storage was installed
             return None
         return key

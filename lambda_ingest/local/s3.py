@@ -271,27 +271,24 @@ class LocalS3Server:
 
     Served by cheroot rather than moto's own werkzeug server: werkzeug closes the connection after every
     response ("Connection: close") and starts a thread per connection, so every request paid a new
-    connection on both sides, which S3 clients (boto3, urllib3) never do against S3. ``quiet`` is kept for
-    callers; cheroot keeps no access log.
+    connection on both sides, which S3 clients (boto3, urllib3) never do against S3. cheroot keeps no
+    access log.
     """
 
     # Requests served at once; more wait for a free thread (cheroot starts these and adds none under load).
     # 16 fits one function's md5 stream (16 ranges) or parallel part copy (16 parts); more threads were not
     # faster in the benchmark's runs here.
     THREADS = 16
-    MAX_THREADS = 128
 
     def __init__(
         self,
         host: str = "127.0.0.1",
         port: int = 0,
         *,
-        quiet: bool = True,
         middleware: Callable[[Any], Any] | None = None,
     ) -> None:
         self._host = host
         self._port = port
-        self._quiet = quiet
         self._middleware = middleware  # wraps moto's WSGI application (e.g. the benchmark's S3 model)
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -317,7 +314,7 @@ class LocalS3Server:
         if self._middleware is not None:
             app = self._middleware(app)
         server = wsgi.Server(
-            (self._host, self._port), app, numthreads=self.THREADS, max=self.MAX_THREADS, server_name="local-s3"
+            (self._host, self._port), app, numthreads=self.THREADS, max=self.THREADS, server_name="local-s3"
         )
         server.gateway = _MotoGateway.build(server.gateway)
         server.prepare()  # binds the port (0: a free one) before the thread starts

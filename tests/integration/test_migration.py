@@ -126,25 +126,25 @@ def ocs_ingester() -> Iterator[Callable[..., ModuleType]]:
     saved: dict[str, str | None] = {}
 
     def configure(**env: str | None) -> ModuleType:
-        for name, value in env.items():
+        for name in env:
             saved.setdefault(name, os.environ.get(name))
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        for module in _REFERENCE_MODULES:
-            importlib.reload(importlib.import_module(module))
+        _apply(env)
         return sys.modules["ocs_ingester.ingester"]
 
     yield configure
     if saved:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        for module in _REFERENCE_MODULES:
-            importlib.reload(importlib.import_module(module))
+        _apply(saved)
+
+
+def _apply(env: dict[str, str | None]) -> None:
+    """Set (or, for None, unset) these variables, then reload ocs_ingester's modules, which read them at import."""
+    for name, value in env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    for module in _REFERENCE_MODULES:
+        importlib.reload(importlib.import_module(module))
 
 
 def archive_versions(s3: Any) -> list[dict[str, Any]]:
