@@ -19,7 +19,8 @@ from botocore.exceptions import (
 )
 from botocore.parsers import create_parser
 
-from lambda_ingest import errors
+from lambda_ingest import errors, store
+from lambda_ingest.compat import FAMILIES
 from lambda_ingest.store import translate
 
 WHAT = "GET s3://landing/f.fits"
@@ -160,3 +161,34 @@ def test_an_error_outside_botocore_is_left_as_it_is() -> None:
     # Given a bug (not an S3 answer), When translated, Then it is returned unchanged for the caller to see
     bug = KeyError("ETag")
     assert translate(bug, WHAT) is bug
+
+
+GET_ERRORS = {name: row for name, row in CLIENT_ERRORS.items() if row[0] == "GetObject" and row[2] is not None}
+
+
+@pytest.mark.parametrize(("operation", "status", "code", "message", "expected", "reason"), GET_ERRORS.values(),
+                         ids=GET_ERRORS.keys())  # fmt: skip
+def test_a_presigned_range_get_refused_is_translated_as_botocore_would(
+    operation: str, status: int, code: str, message: str, expected: type, reason: str
+) -> None:
+    # Given S3's error answer to one of the md5 stream's presigned range GETs (plain HTTP, no botocore parser)
+    body = f"<Error><Code>{code}</Code><Message>{message}</Message><RequestId>R</RequestId></Error>".encode()
+    # When the store reads it
+    got = store._refused(status, body, WHAT)
+    # Then the class and reason are those of the same answer to botocore's GetObject: the file's fault and the
+    # system's stay apart, and a caller of ocs_ingester's API catches it by one of its four families
+    assert type(got) is expected and type(got) is type(translate(s3_error(operation, status, code, message), WHAT))
+    assert got.reason.startswith(f"{WHAT}: {reason}")
+    assert isinstance(got, FAMILIES)
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [(500, errors.StorageUnavailableError), (503, errors.StorageUnavailableError), (403, errors.StorageAccessError),
+     (404, errors.ObjectGoneError), (412, errors.ObjectChangedError), (200, errors.StorageAccessError)],
+)  # fmt: skip
+def test_a_presigned_range_get_answered_without_an_error_body_is_classed_by_status(status: int, expected: type):
+    # Given an answer with no S3 error document (a proxy's 5xx, a HEAD-like 404, a range the server ignored)
+    got = store._refused(status, b"", WHAT)
+    # Then its status decides: transient, the deployment's fault, gone, changed; never the file's
+    assert type(got) is expected
