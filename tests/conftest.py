@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from lambda_ingest.clients import new_session
+
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "test-admin-token-0123456789"
 LANDING = "landing-bucket"
@@ -98,14 +100,17 @@ def _reset_processor() -> None:
 
 @pytest.fixture
 def s3() -> Iterator[object]:
-    """moto S3 (in-process) issuing 32-character version ids, with a landing and a versioned archive bucket."""
-    import boto3
+    """moto S3 (in-process) issuing 32-character version ids, with a landing and a versioned archive bucket.
+
+    Clients come from `clients.new_session()`, which shares the parsed service models: mock_aws drops boto3's
+    default session at every start, and a `boto3.client` made afresh parsed S3's model again (~0.1 s a test).
+    """
     from moto import mock_aws
 
     from lambda_ingest.local.s3 import aws_style_version_ids
 
     with aws_style_version_ids(), mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
+        client = new_session().client("s3", region_name="us-east-1")
         client.create_bucket(Bucket=LANDING)
         client.create_bucket(Bucket=ARCHIVE)
         client.put_bucket_versioning(Bucket=ARCHIVE, VersioningConfiguration={"Status": "Enabled"})
@@ -127,9 +132,7 @@ def archive_api(s3: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]
 @pytest.fixture
 def queue(s3: Any) -> tuple[Any, str, str]:
     """The landing bucket notifies an SQS queue, as the deployed stack does."""
-    import boto3
-
-    sqs = boto3.client("sqs", region_name="us-east-1")
+    sqs = new_session().client("sqs", region_name="us-east-1")
     url = sqs.create_queue(QueueName="ingest")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     s3.put_bucket_notification_configuration(

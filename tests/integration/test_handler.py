@@ -10,6 +10,7 @@ from urllib.parse import quote_plus
 
 import pytest
 
+from lambda_ingest.clients import new_session
 from lambda_ingest.context import LocalContext as LambdaContext
 from lambda_ingest.handler import handler
 from tests.conftest import ADMIN_TOKEN, ARCHIVE, LANDING
@@ -143,12 +144,10 @@ def test_rejected_then_corrected_upload_ingests(s3, archive_api, queue, context)
 
 @pytest.fixture
 def idempotency_table(s3, monkeypatch):
-    import boto3
-
     from lambda_ingest.outcomes import reset_processor
     from lambda_ingest.settings import reset_settings
 
-    boto3.client("dynamodb", region_name="us-east-1").create_table(
+    new_session().client("dynamodb", region_name="us-east-1").create_table(
         TableName="idempotency",
         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
@@ -179,13 +178,13 @@ def test_duplicate_deliveries_sequential_and_concurrent(s3, archive_api, queue, 
 
 
 def test_token_from_secrets_manager_and_never_leaked(s3, archive_api, queue, context, monkeypatch, capsys) -> None:
-    import boto3
-
     from lambda_ingest.settings import reset_settings
 
-    arn = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
-        Name="archive-token", SecretString=ADMIN_TOKEN
-    )["ARN"]
+    arn = (
+        new_session()
+        .client("secretsmanager", region_name="us-east-1")
+        .create_secret(Name="archive-token", SecretString=ADMIN_TOKEN)["ARN"]
+    )
     monkeypatch.delenv("AUTH_TOKEN")
     monkeypatch.setenv("AUTH_TOKEN_SECRET_ARN", arn)
     reset_settings()

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from lambda_ingest import clients, store
+from lambda_ingest.clients import new_session
 from lambda_ingest.errors import ObjectChangedError, ObjectGoneError, StorageUnavailableError
 from lambda_ingest.ingest import ingest_object
 from tests.conftest import ARCHIVE, LANDING
@@ -138,14 +139,13 @@ def s3_server() -> Iterator[Any]:
 @pytest.fixture
 def over_http(s3_server: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     """A landing bucket on the local S3 server, lambda_ingest's clients pointed at it."""
-    import boto3
 
     from lambda_ingest.settings import reset_settings
 
     s3_server.reset()
     monkeypatch.setenv("S3_ENDPOINT_URL", s3_server.endpoint_url)
     reset_settings()
-    client = boto3.client("s3", endpoint_url=s3_server.endpoint_url, region_name="us-east-1")
+    client = new_session().client("s3", endpoint_url=s3_server.endpoint_url, region_name="us-east-1")
     client.create_bucket(Bucket=LANDING)
     client.put_bucket_versioning(Bucket=LANDING, VersioningConfiguration={"Status": "Enabled"})
     monkeypatch.setattr(store, "MD5_CHUNK_SIZE", 256 * 1024)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
+from lambda_ingest.clients import new_session
 from lambda_ingest.local.stack import sqs_event
 from tests.conftest import ARCHIVE, LANDING
 
@@ -122,9 +123,8 @@ class IngestQueue:
 
 
 def make_queue(s3: Any) -> IngestQueue:
-    import boto3
 
-    sqs = boto3.client("sqs", region_name=REGION)
+    sqs = new_session().client("sqs", region_name=REGION)
     dlq_url = sqs.create_queue(QueueName="ingest-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     url = sqs.create_queue(

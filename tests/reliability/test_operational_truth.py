@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from lambda_ingest.clients import new_session
 from lambda_ingest.context import LocalContext
 from lambda_ingest.handler import handler, record_budget_ms
 from lambda_ingest.local.synthetic import thumbnail_metadata
@@ -122,12 +123,11 @@ def test_1_wrong_api_root_answering_an_html_404_is_a_one_line_system_fault(
 def test_1_rotated_token_is_fetched_again_once_and_the_frame_ingests_at_the_first_delivery(
     s3, archive_api, queue, context, monkeypatch
 ) -> None:
-    import boto3
 
     from lambda_ingest import clients
 
     # Given the token in Secrets Manager, already read (and cached) by the function ...
-    secrets = boto3.client("secretsmanager", region_name="us-east-1")
+    secrets = new_session().client("secretsmanager", region_name="us-east-1")
     arn = secrets.create_secret(Name="archive-token", SecretString="token-before-rotation")["ARN"]
     monkeypatch.delenv("AUTH_TOKEN")
     set_env(monkeypatch, AUTH_TOKEN_SECRET_ARN=arn)
@@ -353,11 +353,9 @@ def test_6_thumbnail_reupload_and_redelivery_are_upserts_leaving_only_the_regist
 
 @pytest.fixture
 def idempotency_table(s3, monkeypatch) -> str:
-    import boto3
-
     from lambda_ingest.outcomes import reset_processor
 
-    boto3.client("dynamodb", region_name="us-east-1").create_table(
+    new_session().client("dynamodb", region_name="us-east-1").create_table(
         TableName="idempotency",
         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],

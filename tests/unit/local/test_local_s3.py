@@ -10,13 +10,13 @@ import tracemalloc
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import moto.s3.models as moto_s3_models
 import moto.s3.utils as moto_s3_utils
 import pytest
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 
+from lambda_ingest.clients import new_session
 from lambda_ingest.local.fast_gets import FastRangedGets
 from lambda_ingest.local.s3 import (
     LocalS3Server,
@@ -66,7 +66,7 @@ def without_patch() -> Iterator[None]:
 def test_in_process_mock_issues_32_character_ids_for_every_versioning_call(without_patch: None) -> None:
     # Given the patch and an in-process moto
     with aws_style_version_ids(), mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
+        client = new_session().client("s3", region_name="us-east-1")
 
         # When every version-creating call is made
         ids = versioned_operations(client)
@@ -85,7 +85,7 @@ def test_in_process_mock_issues_32_character_ids_for_every_versioning_call(witho
 def test_unversioned_buckets_still_have_no_version_ids(without_patch: None) -> None:
     # Given the patch and a bucket without versioning
     with aws_style_version_ids(), mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
+        client = new_session().client("s3", region_name="us-east-1")
         client.create_bucket(Bucket="landing-bucket")
 
         # When an object is put, Then there is no version id, as on AWS
@@ -133,7 +133,7 @@ def clean_server(server: LocalS3Server) -> LocalS3Server:
 
 
 def client_for(server: LocalS3Server, service: str) -> Any:
-    return boto3.client(
+    return new_session().client(
         service,
         endpoint_url=server.endpoint_url,
         region_name="us-east-1",
@@ -220,7 +220,7 @@ def big_object() -> Iterator[tuple[Any, bytes]]:
     """A 16 MiB object (distinct bytes everywhere) in a versioned bucket of the in-process mock."""
     data = bytes(range(256)) * (RANGED_SIZE // 256)
     with aws_style_version_ids(), mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
+        client = new_session().client("s3", region_name="us-east-1")
         client.create_bucket(Bucket=BUCKET)
         client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
         client.put_object(Bucket=BUCKET, Key="big.fits", Body=data)
